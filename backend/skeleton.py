@@ -1,0 +1,46 @@
+"""The SMPL 22-joint body in HumanML3D order, and the constants of the HumanML3D representation.
+
+Space: metres, Y up, the character faces +Z at frame 0; 20 frames per second. "left" is the
+character's left (+X when facing +Z). These constants are written down once, here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
+    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+NUM_JOINTS = 22
+JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+# Joints that ControlNet can constrain (the OmniControl set).
+CONTROL_JOINTS: dict[str, int] = {
+    "pelvis": 0, "left_foot": 10, "right_foot": 11, "head": 15, "left_wrist": 20, "right_wrist": 21,
+}
+
+# HumanML3D representation.
+FPS = 20.0
+FEATURE_DIM = 263
+MIN_FRAMES = 40
+MAX_FRAMES = 196
+
+# HumanML3D's kinematic chains (t2m_kinematic_chain): right leg, left leg, spine, right arm, left arm.
+KINEMATIC_CHAIN: tuple[tuple[int, ...], ...] = (
+    (0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20),
+)
+# Unit bone directions of HumanML3D's uniform skeleton (t2m_raw_offsets); lengths come from a target.
+RAW_OFFSETS = np.array([
+    [0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0], [0, -1, 0],
+    [0, -1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 1],
+    [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0],
+], dtype=np.float64)
+# Feet used for contact labels: (ankle, foot) per side.
+LEFT_FOOT_JOINTS = (7, 10)
+RIGHT_FOOT_JOINTS = (8, 11)
+# Joints that define the facing direction: right hip, left hip, right shoulder, left shoulder.
+FACE_JOINTS = (2, 1, 17, 16)
