@@ -1,0 +1,92 @@
+"""`motionlcm generate`: prompt (+ joint controls) -> .npz motion (or .bvh through the retargeting)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .controls import load_control_file, parse_control_arg
+from .errors import InvalidRequest
+from .skeleton import FPS
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """A clip of S seconds has round(20 S) model frames (DESIGN.md)."""
+    return int(round(float(seconds) * FPS))
+
+
+def _output_paths(out: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(count)]
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import MotionLCMPipeline
+
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".bvh"):
+        raise InvalidRequest(f"--out {out} must end in .npz (joints, features, fps, settings) or .bvh")
+    frames = args.frames if args.frames is not None else seconds_to_frames(args.seconds)
+    controls = [load_control_file(*parse_control_arg(arg), frames) for arg in args.control]
+
+    bar = tqdm(total=100, desc="generate", unit="%", file=sys.stderr, disable=args.quiet)
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.set_postfix_str(stage)
+        bar.update(round(fraction * 100) - bar.n)
+
+    bar.set_postfix_str("loading")
+    pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
+    result = pipe.generate([args.prompt], [frames], controls=[controls], steps=args.steps, guidance=args.guidance,
+                           seed=args.seed, variations=args.variations, progress=progress)
+    bar.close()
+    paths = _output_paths(out, len(result.motions))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for motion, path in zip(result.motions, paths):
+        if path.suffix == ".bvh":
+            from .retarget.command import write_motion_bvh
+
+            write_motion_bvh(motion, path, fps=args.fps, in_place=args.in_place, foot_lock=args.foot_lock,
+                             scale=args.scale)
+        else:
+            motion.save_npz(path)
+        print(f"wrote {path}", file=sys.stderr)
+    summary: dict[str, Any] = {"outputs": [str(p) for p in paths], "seeds": result.seeds,
+                               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
+                               "settings": result.settings}
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("generate", help="generate motion from a prompt and optional joint controls",
+                              description="Generate motion from a prompt (and optional joint trajectories).")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder or official .ckpt (default: the model shipped with the package)")
+    p.add_argument("--prompt", required=True, help='what the person does, e.g. "a person jogs in a circle"')
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=float, default=6.0, help="duration in seconds (2.0..9.8; default 6)")
+    length.add_argument("--frames", type=int, default=None, help="duration in model frames at 20 fps (40..196)")
+    p.add_argument("--control", action="append", default=[], metavar="JOINT=FILE",
+                   help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable")
+    p.add_argument("--steps", type=int, default=1, help="LCM steps: 1, 2 or 4 (default 1)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    p.add_argument("--variations", type=int, default=1, help="number of motions to generate (out_0, out_1, ...)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--text-encoder", default=None,
+                   help="local text-encoder folder (official checkpoints need sentence-t5-large)")
+    p.add_argument("--out", required=True, help="output .npz (joints, features, fps, meta) or .bvh")
+    bvh = p.add_argument_group("BVH output (--out *.bvh)")
+    bvh.add_argument("--fps", type=float, default=None, help="BVH frame rate (default: the model's 20 fps)")
+    bvh.add_argument("--in-place", action="store_true", help="remove horizontal root motion")
+    bvh.add_argument("--foot-lock", action="store_true", help="lock feet during ground contacts")
+    bvh.add_argument("--scale", type=float, default=1.0, help="BVH unit scale (100 for centimetres)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_generate)

@@ -1,0 +1,75 @@
+"""What the worker does for each queued request type: engine calls in, reply fields out.
+
+`report(stage, fraction)` sends a progress message and raises protocol.Cancelled once the request
+was cancelled; the pipeline calls it between stages, so that is where a generation stops.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+from .body_mesh import body_mesh
+from .protocol import GenerateRequest, encode_array
+from .retarget import retarget
+from .retarget.rest_pose import default_skeleton
+from .skeleton import JOINT_NAMES, PARENTS
+
+Report = Callable[[str, float], None]
+
+
+@lru_cache(maxsize=1)
+def skeleton_fields() -> dict[str, Any]:
+    """The `skeleton` reply: the default rest skeleton and the mannequin mesh fitted to it (computed once)."""
+    rest = np.asarray(default_skeleton().joints, dtype=np.float32)
+    mesh = body_mesh(rest)
+    return {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": encode_array(rest),
+            "mesh": {name: encode_array(array) for name, array in mesh.items()}}
+
+
+def run_generate(pipeline: Any, request: GenerateRequest, report: Report) -> dict[str, Any]:
+    """Generate, retarget every variation onto the target skeleton, and build the `result` fields."""
+    start = time.perf_counter()
+    generation = pipeline.generate(
+        [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
+        steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
+        progress=report)
+    report("retargeting", 0.0)
+    retarget_start = time.perf_counter()
+    settings = dict(generation.settings)
+    variations, fps, rest = [], None, None
+    for i, motion in enumerate(generation.motions):
+        target = retarget(motion, skeleton=request.skeleton, target_fps=request.target_fps,
+                          in_place=request.in_place, foot_lock=request.foot_lock)
+        fps, rest = float(target.fps), target.rest_joints
+        variations.append({"seed": int(generation.seeds[i]), "root_translation": encode_array(target.root_translation),
+                           "local_quats": encode_array(target.local_quats), "joints": encode_array(target.fk())})
+        report("retargeting", (i + 1) / len(generation.motions))
+    timings = {name: float(ms) for name, ms in dict(generation.timings).items()}
+    timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0
+    timings["total"] = (time.perf_counter() - start) * 1000.0
+    settings.update(prompt=request.prompt, frames=request.frames, target_fps=fps,
+                    in_place=request.in_place, foot_lock=request.foot_lock)
+    return {"fps": fps, "frame_count": _frame_count(variations[0]), "joint_names": list(JOINT_NAMES),
+            "parents": list(PARENTS), "rest_joints": encode_array(rest), "variations": variations,
+            "settings": _jsonable(settings), "timings": timings}
+
+
+def _frame_count(variation: dict[str, Any]) -> int:
+    return int(variation["root_translation"]["shape"][0])
+
+
+def _jsonable(value: Any) -> Any:
+    """Settings may hold numpy scalars or paths; the reply needs plain JSON."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

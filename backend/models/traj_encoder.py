@@ -1,0 +1,41 @@
+"""Trajectory encoder: normalised joint hints -> the ControlNet condition (B, latent_size, latent_channels)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .config import ModelConfig
+from .transformer import EncoderLayer, LearnedPositions, SkipTransformer, attention_mask
+
+
+def controlled_frames(hint_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, J, 3) or (B, T, J*3) hint mask -> (B, T) bool: frames with at least one controlled coordinate."""
+    return hint_mask.reshape(hint_mask.shape[0], hint_mask.shape[1], -1).sum(dim=-1) != 0
+
+
+class TrajectoryEncoder(nn.Module):
+    """latent_size learned tokens + one token per frame; only controlled frames are visible to attention."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        t = cfg.traj_encoder
+        self.njoints = t.njoints
+        self.skel_embedding = nn.Linear(3 * t.njoints, t.hidden_dim)
+        self.global_motion_token = nn.Parameter(torch.randn(cfg.latent_size, t.hidden_dim))
+        self.query_pos_encoder = LearnedPositions(t.max_len, t.hidden_dim)
+        self.encoder = SkipTransformer(t, EncoderLayer, final_norm=True)
+        self.latent_proj = nn.Linear(t.hidden_dim, cfg.latent_channels)
+
+    def forward(self, hint: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
+        """hint: (B, T, J, 3) normalised positions (0 where uncontrolled); hint_mask: same shape, 1 = controlled."""
+        batch, frames = hint.shape[:2]
+        hint = hint.reshape(batch, frames, -1)
+        if hint.shape[-1] != 3 * self.njoints:
+            raise ValueError(f"hint must carry {self.njoints} joints x 3 per frame, got {hint.shape[-1]} values")
+        tokens = self.global_motion_token.expand(batch, -1, -1)
+        x = torch.cat([tokens, self.skel_embedding(hint)], dim=1)
+        frame_visible = controlled_frames(hint_mask)
+        visible = torch.cat([frame_visible.new_ones(batch, tokens.shape[1]), frame_visible], dim=1)
+        x, _ = self.encoder(self.query_pos_encoder(x), mask=attention_mask(visible))
+        return self.latent_proj(x[:, : tokens.shape[1]])

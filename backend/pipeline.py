@@ -1,0 +1,233 @@
+"""The generation pipeline: prompts (+ joint controls) -> HumanML3D motion.
+
+Composes the data path of DESIGN.md: text encoder -> hint -> LCM sampler with ControlNet -> VAE decode ->
+263-dim features -> 22 joint positions. Every sample has its own seed, so a variation is reproducible
+on its own and independent of the batch it was generated in.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoints import LoadedCheckpoint, load_any
+from .controls import JointControl, build_hint
+from .errors import CheckpointError, InvalidRequest
+from .features import denormalize, features_to_joints
+from .motion import Motion
+from .sampler import decode_latents, sample_ddim, sample_lcm
+from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
+from .text_encoders import check_text_encoder, load_text_encoder
+
+# The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
+LCM_STEPS = (1, 2, 4)
+DDIM_STEPS = 50  # the MLD teacher's validation setting, for checkpoints without LCM w-conditioning
+DDIM_GUIDANCE = 7.5
+MAX_VARIATIONS = 64
+
+ProgressFn = Callable[[str, float], None]
+
+
+class Cancelled(InvalidRequest):
+    code = "cancelled"
+
+
+@dataclass
+class GenerationResult:
+    joints: np.ndarray  # (N, T, 22, 3) metres, HumanML3D axes; frames past lengths[i] are padding
+    features: np.ndarray  # (N, T, 263) denormalised HumanML3D features
+    lengths: list[int]
+    prompts: list[str]  # one per sample (each prompt repeated `variations` times, prompt-major)
+    seeds: list[int]
+    timings: dict[str, float]  # milliseconds per stage, plus "total"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def motions(self) -> list[Motion]:
+        """One `Motion` per sample, trimmed to its length, with prompt, seed and settings in `meta`."""
+        return [Motion(joints=self.joints[i, :n], fps=FPS, features=self.features[i, :n],
+                       meta={**self.settings, "prompt": self.prompts[i], "seed": self.seeds[i]})
+                for i, n in enumerate(self.lengths)]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+    return device
+
+
+class MotionLCMPipeline:
+    def __init__(self, checkpoint: LoadedCheckpoint, text_encoder: Any, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
+        self.text_encoder = text_encoder
+        self.device = device
+        self._mean = torch.from_numpy(checkpoint.mean).to(device)
+        self._std = torch.from_numpy(checkpoint.std).to(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+                        text_encoder: str | Path | None = None) -> "MotionLCMPipeline":
+        """Load a checkpoint (our folder or an official .ckpt; None: the shipped default) and its text encoder.
+        `text_encoder`: None picks the embedded MiniLM when the checkpoint was trained with it; official
+        checkpoints need a local sentence-t5-large folder."""
+        device = resolve_device(device)
+        if path is None:
+            if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+                raise CheckpointError(f"no default checkpoint is installed at {DEFAULT_CHECKPOINT}; "
+                                      "pass --checkpoint PATH (a checkpoint folder or an official .ckpt)")
+            path = DEFAULT_CHECKPOINT
+        checkpoint = load_any(path, device)
+        encoder = load_text_encoder(text_encoder, device)
+        check_text_encoder(encoder, checkpoint.text_encoder_id, checkpoint.text_dim, checkpoint.checkpoint_id)
+        return cls(checkpoint, encoder, device)
+
+    @property
+    def has_controlnet(self) -> bool:
+        return self.model.has_controlnet
+
+    @property
+    def is_lcm(self) -> bool:
+        return self.model.denoiser.time_cond_proj_dim is not None
+
+    def _validate(self, prompts: Sequence[str], lengths: Sequence[int], controls: Any, steps: int,
+                  guidance: float | None, variations: int) -> list[list[JointControl]]:
+        if isinstance(prompts, str) or not prompts:
+            raise InvalidRequest("prompts must be a non-empty list of strings")
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise InvalidRequest(f"prompt {p!r} is empty; describe the motion, e.g. 'a person walks forward'")
+        if len(lengths) != len(prompts):
+            raise InvalidRequest(f"{len(lengths)} lengths for {len(prompts)} prompts")
+        for n in lengths:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_FRAMES <= n <= MAX_FRAMES:
+                raise InvalidRequest(f"length {n!r} frames is outside the trained range {MIN_FRAMES}..{MAX_FRAMES} "
+                                     f"frames ({MIN_FRAMES / FPS:g}..{MAX_FRAMES / FPS:g} s at {FPS:g} fps)")
+        if self.is_lcm and steps not in LCM_STEPS:
+            raise InvalidRequest(f"steps must be one of {LCM_STEPS} for an LCM checkpoint, got {steps!r}")
+        if not self.is_lcm and (not isinstance(steps, int) or not 1 <= steps <= 1000):
+            raise InvalidRequest(f"steps must be an integer in 1..1000 for DDIM sampling, got {steps!r}")
+        if guidance is not None and not (np.isfinite(guidance) and guidance >= 1.0):
+            raise InvalidRequest(f"guidance must be a finite number >= 1, got {guidance!r}")
+        if isinstance(variations, bool) or not isinstance(variations, int) or not 1 <= variations <= MAX_VARIATIONS:
+            raise InvalidRequest(f"variations must be an integer in 1..{MAX_VARIATIONS}, got {variations!r}")
+        if controls is None:
+            return [[] for _ in prompts]
+        if len(controls) != len(prompts):
+            raise InvalidRequest(f"{len(controls)} control lists for {len(prompts)} prompts")
+        per_sample = [list(c or []) for c in controls]
+        if any(per_sample) and not self.has_controlnet:
+            raise InvalidRequest(f"checkpoint {self.checkpoint.checkpoint_id} has no ControlNet: trajectory "
+                                 "controls need a checkpoint trained with one")
+        return per_sample
+
+    def generate(self, prompts: Sequence[str], lengths: Sequence[int],
+                 controls: Sequence[Sequence[JointControl] | None] | None = None, steps: int = 1,
+                 guidance: float | None = None, seed: int | None = None, variations: int = 1,
+                 progress: ProgressFn | None = None,
+                 should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
+        """Generate `variations` motions per prompt. Sample i (prompt-major) uses seed `seed + i`.
+
+        controls[p]: the joint constraints of prompt p (metres, HumanML3D axes, model frames), or None.
+        steps: 1/2/4 LCM steps (or the DDIM step count for a checkpoint without LCM w-conditioning).
+        guidance: the LCM w (default: the checkpoint's map for `steps`) or the DDIM CFG scale.
+        """
+        controls = self._validate(prompts, lengths, controls, steps, guidance, variations)
+        if seed is None:
+            seed = random.randrange(2**31)
+        report = progress or (lambda stage, fraction: None)
+
+        def stage(name: str, fraction: float) -> None:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("generation cancelled")
+            report(name, fraction)
+
+        sample_prompts = [p for p in prompts for _ in range(variations)]
+        sample_lengths = [int(n) for n in lengths for _ in range(variations)]
+        sample_controls = [c for c in controls for _ in range(variations)]
+        seeds = [seed + i for i in range(len(sample_prompts))]
+        if self.is_lcm:
+            guidance = self.checkpoint.cfg_step_map.get(steps) if guidance is None else float(guidance)
+        else:
+            guidance = DDIM_GUIDANCE if guidance is None else float(guidance)
+        timings: dict[str, float] = {}
+        clock = _Clock(self.device, timings)
+
+        with torch.inference_mode():
+            stage("text", 0.0)
+            with clock("text"):
+                unique = sorted(set(sample_prompts))
+                emb = self.text_encoder.encode(unique)
+                text_emb = emb[torch.tensor([unique.index(p) for p in sample_prompts], device=emb.device)]
+            stage("sampling", 0.2)
+            with clock("hint"):
+                hint = hint_mask = None
+                if any(sample_controls):
+                    hint, hint_mask = build_hint(sample_controls, sample_lengths, self.checkpoint.raw_mean,
+                                                 self.checkpoint.raw_std)
+                    hint, hint_mask = hint.to(self.device), hint_mask.to(self.device)
+            with clock("sampling"):
+                z0 = self._sample(text_emb, seeds, steps, guidance, hint, hint_mask)
+            stage("decoding", 0.7)
+            with clock("decode"):
+                feats = denormalize(decode_latents(self.model, z0, sample_lengths), self._mean, self._std)
+            with clock("joints"):
+                joints = features_to_joints(feats)
+            stage("done", 1.0)
+        timings["total"] = sum(timings.values())
+        settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
+                    "checkpoint": self.checkpoint.checkpoint_id, "text_encoder": self.text_encoder.id,
+                    "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None,
+                    "device": str(self.device)}
+        return GenerationResult(joints=joints.float().cpu().numpy(), features=feats.float().cpu().numpy(),
+                                lengths=sample_lengths, prompts=sample_prompts, seeds=seeds, timings=timings,
+                                settings=settings)
+
+    def _sample(self, text_emb: torch.Tensor, seeds: list[int], steps: int, guidance: float,
+                hint: torch.Tensor | None, hint_mask: torch.Tensor | None) -> torch.Tensor:
+        shape = self.model.config.latent_shape
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        # Draw on the CPU per sample so results do not depend on the batch or the device.
+        z_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
+        if not self.is_lcm:
+            uncond = self.text_encoder.empty(1)
+            return sample_ddim(self.model, text_emb, z_T, uncond_emb=uncond, hint=hint, hint_mask=hint_mask,
+                               steps=steps, guidance=guidance)
+        noise = [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
+                 for _ in range(steps - 1)]
+        return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
+                          guidance=guidance, noise=noise)
+
+
+class _Clock:
+    """Times named stages in milliseconds, synchronising CUDA so the figures are real."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]) -> None:
+        self.device, self.timings = device, timings
+
+    def __call__(self, name: str) -> "_Clock":
+        self._name = name
+        return self
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> None:
+        self._sync()
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._sync()
+        self.timings[self._name] = (time.perf_counter() - self._start) * 1000.0

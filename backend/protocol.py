@@ -1,0 +1,240 @@
+"""The add-on/backend protocol (docs/protocol.md): parsing, validation, reply building, arrays.
+
+Transport-free: `backend.server` moves lines; this module turns them into checked requests and
+turns engine results into reply objects. Validation happens here, before a request is queued,
+so bad input is answered at once and never reaches the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidRequest, MotionLCMError
+from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_PROMPT_CHARS = 1000
+MAX_VARIATIONS = 8
+MAX_TARGET_FPS = 240.0
+ALLOWED_STEPS = (1, 2, 4)
+# Answered by the reader thread at once; everything else is queued for the worker.
+IMMEDIATE_TYPES = ("ping", "cancel", "shutdown")
+QUEUED_TYPES = ("skeleton", "generate")
+REQUEST_TYPES = IMMEDIATE_TYPES + QUEUED_TYPES
+_DTYPES = {"float32": "<f4", "int32": "<i4"}
+
+
+class ProtocolError(MotionLCMError):
+    """A request that cannot be handled as sent; `code` is one of docs/protocol.md's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Cancelled(MotionLCMError):
+    code = "cancelled"
+
+    def __init__(self, message: str = "Generation cancelled.") -> None:
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------- arrays
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """Reply form of an array: float arrays as float32, integer arrays as int32, little-endian."""
+    array = np.asarray(array)
+    dtype = "int32" if np.issubdtype(array.dtype, np.integer) else "float32"
+    data = np.ascontiguousarray(array, dtype=_DTYPES[dtype])
+    return {"dtype": dtype, "shape": list(data.shape), "b64": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def decode_array(value: Any, name: str) -> np.ndarray:
+    """A request array: the base64 object form or nested lists of numbers. Raises InvalidRequest naming `name`."""
+    if isinstance(value, dict):
+        dtype, shape, b64 = value.get("dtype"), value.get("shape"), value.get("b64")
+        if dtype not in _DTYPES or not isinstance(shape, list) or not isinstance(b64, str) \
+                or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise InvalidRequest(f"{name} must be an array object {{dtype: float32|int32, shape, b64}} "
+                                 "or nested lists of numbers.")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+            return np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(shape)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"{name}: the base64 data does not match dtype {dtype} and shape {shape}.") from exc
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"{name} must be nested lists of numbers of a regular shape.") from exc
+    if array.dtype == object:
+        raise InvalidRequest(f"{name} must be nested lists of numbers of a regular shape.")
+    return array
+
+
+# ---------------------------------------------------------------- framing
+
+def parse_line(line: bytes | str) -> dict[str, Any]:
+    """One request line to an object with a valid envelope (`id`, `type`); raises ProtocolError."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError("too_large", f"The request is larger than {MAX_LINE_BYTES // (1024 * 1024)} MiB.")
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("bad_json", f"The request is not valid JSON: {exc}.") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_json", f"A request must be a JSON object, got {type(message).__name__}.")
+    return message
+
+
+def check_envelope(message: dict[str, Any]) -> tuple[str | int, str]:
+    """The request's id and type; raises ProtocolError `bad_request` or `unknown_type`."""
+    request_id, kind = message.get("id"), message.get("type")
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        raise ProtocolError("bad_request", "Every request needs an \"id\" (a string or an integer).")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_request", "Every request needs a \"type\" (a string).")
+    if kind not in REQUEST_TYPES:
+        raise ProtocolError("unknown_type", f"Unknown request type {kind!r}; known types: {', '.join(REQUEST_TYPES)}.")
+    return request_id, kind
+
+
+def dumps(reply: dict[str, Any]) -> str:
+    """One reply line (compact JSON, no trailing newline); NaN is not JSON, so it is refused here."""
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False)
+
+
+def progress(request_id: Any, stage: str, fraction: float) -> dict[str, Any]:
+    return {"id": request_id, "type": "progress", "stage": stage, "fraction": float(min(max(fraction, 0.0), 1.0))}
+
+
+def result(request_id: Any, **fields: Any) -> dict[str, Any]:
+    return {"id": request_id, "type": "result", **fields}
+
+
+def error(request_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"id": request_id, "type": "error", "code": code, "message": message}
+
+
+def error_from_exception(request_id: Any, exc: BaseException) -> dict[str, Any]:
+    """Known errors keep their code and message; anything else is `internal` (the traceback goes to stderr)."""
+    if isinstance(exc, MotionLCMError):
+        return error(request_id, exc.code, str(exc))
+    return error(request_id, "internal", f"Internal backend error: {type(exc).__name__}: {exc}. "
+                                         "See the backend log for details.")
+
+
+# ---------------------------------------------------------------- generate
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    frames: int
+    controls: list = field(default_factory=list)  # list[backend.controls.JointControl]
+    steps: int = 1
+    guidance: float | None = None
+    seed: int | None = None
+    variations: int = 1
+    target_fps: float | None = None
+    in_place: bool = False
+    foot_lock: bool = False
+    skeleton: Any = None  # backend.retarget.rest_pose.RestSkeleton; None = the default rest skeleton
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bool(message: dict[str, Any], name: str) -> bool:
+    value = message.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false, got {value!r}.")
+    return value
+
+
+def _prompt(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("prompt must be a non-empty text describing the motion, "
+                             f"got {value!r}.")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"prompt is too long ({len(value)} characters; at most {MAX_PROMPT_CHARS}).")
+    return value.strip()
+
+
+def _frames(value: Any) -> int:
+    if not _is_int(value) or not MIN_FRAMES <= value <= MAX_FRAMES:
+        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {MAX_FRAMES} "
+                             f"({MIN_FRAMES / FPS:.1f} to {MAX_FRAMES / FPS:.1f} s at {FPS:g} fps), got {value!r}.")
+    return value
+
+
+def _controls(value: Any, frames: int) -> list:
+    from .controls import JointControl, validate_controls  # imports torch: only requests with controls pay
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest(f"controls must be a list of {{joint, frames, positions}} objects, got {value!r}.")
+    controls = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"controls[{i}] must be an object {{joint, frames, positions}}.")
+        # Other keys are ignored (forward compatibility), like everywhere in the protocol.
+        fields = {key: item.get(key) for key in ("joint", "frames", "positions")}
+        if fields["positions"] is not None:
+            fields["positions"] = decode_array(fields["positions"], f"controls[{i}].positions")
+        try:
+            controls.append(JointControl.from_dict(fields))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"controls[{i}]: {exc}.") from exc
+    validate_controls(controls, frames)
+    return controls
+
+
+def parse_generate(message: dict[str, Any]) -> GenerateRequest:
+    """Validate a `generate` request; raises InvalidRequest naming the field and the accepted values."""
+    prompt = _prompt(message.get("prompt"))
+    frames = _frames(message.get("frames"))
+    steps = message.get("steps", 1)
+    if steps not in ALLOWED_STEPS or not _is_int(steps):
+        raise InvalidRequest(f"steps must be one of {', '.join(map(str, ALLOWED_STEPS))}, got {steps!r}.")
+    guidance = message.get("guidance")
+    if guidance is not None and not (_is_number(guidance) and 1 <= guidance <= 50):
+        raise InvalidRequest(f"guidance must be a number between 1 and 50, or null for the default, got {guidance!r}.")
+    seed = message.get("seed")
+    if seed is not None and not (_is_int(seed) and 0 <= seed < 2**32):
+        raise InvalidRequest(f"seed must be an integer between 0 and 4294967295, or null for random, got {seed!r}.")
+    variations = message.get("variations", 1)
+    if not (_is_int(variations) and 1 <= variations <= MAX_VARIATIONS):
+        raise InvalidRequest(f"variations must be an integer between 1 and {MAX_VARIATIONS}, got {variations!r}.")
+    target_fps = message.get("target_fps")
+    if target_fps is not None and not (_is_number(target_fps) and 0 < target_fps <= MAX_TARGET_FPS):
+        raise InvalidRequest(f"target_fps must be a number above 0 and at most {MAX_TARGET_FPS:g}, "
+                             f"or null for {FPS:g}, got {target_fps!r}.")
+    skeleton = None
+    if message.get("rest_joints") is not None:
+        from .retarget.rest_pose import RestSkeleton  # validates shape, finiteness, bone lengths
+
+        skeleton = RestSkeleton(decode_array(message["rest_joints"], "rest_joints"))
+    return GenerateRequest(
+        prompt=prompt, frames=frames, controls=_controls(message.get("controls"), frames), steps=steps,
+        guidance=None if guidance is None else float(guidance), seed=seed, variations=variations,
+        target_fps=None if target_fps is None else float(target_fps),
+        in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton)
+
+
+def parse_cancel(message: dict[str, Any]) -> str | int:
+    target = message.get("target")
+    if not isinstance(target, (str, int)) or isinstance(target, bool):
+        raise InvalidRequest("cancel needs a \"target\": the id of the request to cancel.")
+    return target

@@ -1,0 +1,130 @@
+"""Optional batched refinement of solved rotations: Gauss-Newton in torch (CPU or GPU).
+
+The analytic solve reproduces every bone direction but not every position where the target skeleton's shape
+differs from the clip's (where the hips attach to the pelvis, the collars and neck to spine3). Refinement moves the
+rotations to minimise the joint position error to the bone-length-matched clip, with a smoothness term.
+
+Unknowns per frame: a small world-frame rotation delta_j of each of the 17 joints with children, rotating its
+subtree about it, so d p_k / d delta_j = -[p_k - p_j]x for every joint k below j. Each iteration solves, for all
+frames at once, (J^T J + (damping + smooth) I) delta_t = -J^T r_t + smooth * mean(delta_t-1, delta_t+1) (the
+smoothness term pulls each frame's correction toward its neighbours'; a few Jacobi sweeps couple the frames), then
+applies delta as local rotation updates. The root translation stays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..rotations import matrix_to_quat, quat_continuous, quat_to_matrix
+from ..skeleton import NUM_JOINTS, PARENTS
+from .rest_pose import RestSkeleton
+
+_SWEEPS = 3
+
+
+def _levels(parents: tuple[int, ...]) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+    """Joints grouped by depth, with each group's parents as indices into the depth-ordered concatenation."""
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    order, levels = [0], []
+    for d in range(1, max(depth) + 1):
+        joints = [j for j in range(len(parents)) if depth[j] == d]
+        levels.append((joints, [order.index(parents[j]) for j in joints]))
+        order += joints
+    return levels, [order.index(j) for j in range(len(parents))]
+
+
+def _ancestors(j: int) -> list[int]:
+    out = []
+    while PARENTS[j] >= 0:
+        j = PARENTS[j]
+        out.append(j)
+    return out
+
+
+_LEVELS, _UNORDER = _levels(PARENTS)
+_MOVERS = [j for j in range(NUM_JOINTS) if j in PARENTS]  # joints with children
+# (moved joint k, index of a mover above it): the non-zero 3x3 blocks of the Jacobian.
+_PAIRS = [(k, _MOVERS.index(j)) for k in range(1, NUM_JOINTS) for j in _ancestors(k)]
+
+
+def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Products of 3x3 matrices, broadcasting; elementwise, as torch's batched matmul is slow on tiny matrices."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
+
+
+def fk_torch(root: torch.Tensor, local: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint positions (T, 22, 3) and global rotations (T, 22, 3, 3) from root positions (T, 3), local rotation
+    matrices (T, 22, 3, 3) and rest offsets (22, 3): one batched step per tree depth."""
+    rots, pos = [local[:, :1]], [root[:, None]]
+    for joints, parent_slots in _LEVELS:
+        all_rots, all_pos = torch.cat(rots, 1), torch.cat(pos, 1)
+        parent_rot = all_rots[:, parent_slots]
+        rots.append(_mm3(parent_rot, local[:, joints]))
+        pos.append(all_pos[:, parent_slots] + (parent_rot * offsets[joints, None, :]).sum(-1))
+    return torch.cat(pos, 1)[:, _UNORDER], torch.cat(rots, 1)[:, _UNORDER]
+
+
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(v.shape + (3,))
+
+
+def _exp(v: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices of rotation vectors (Rodrigues), with the series near zero."""
+    theta2 = (v * v).sum(-1)[..., None, None]
+    small = theta2 < 1e-10
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = safe2.sqrt()
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / safe2)
+    k = _skew(v)
+    return torch.eye(3, dtype=v.dtype, device=v.device) + a * k + b * _mm3(k, k)
+
+
+def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: RestSkeleton, target: np.ndarray,
+           iterations: int = 4, smooth_weight: float = 1e-3, damping: float = 1e-5,
+           device: str | torch.device = "cpu") -> np.ndarray:
+    """Refined local rotations (T, 22, 4) w,x,y,z bringing FK on `skeleton` closer to `target` (T, 22, 3) metres.
+
+    `smooth_weight` (metres^2 per radian^2) ties each frame's correction to its neighbours'; `damping` keeps
+    directions that positions do not determine (twists of bones above leaves) where the analytic solve put them.
+    """
+    dev = torch.device(device)
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    local = torch.as_tensor(quat_to_matrix(np.asarray(local_quats, dtype=np.float64)), dtype=dtype, device=dev)
+    root = torch.as_tensor(root_translation, dtype=dtype, device=dev)
+    goal = torch.as_tensor(target, dtype=dtype, device=dev)
+    offsets = torch.as_tensor(skeleton.offsets, dtype=dtype, device=dev)
+    frames, unknowns = local.shape[0], 3 * len(_MOVERS)
+    moved = torch.tensor([k for k, _ in _PAIRS], device=dev)
+    movers_of = torch.tensor([_MOVERS[m] for _, m in _PAIRS], device=dev)
+    mover_slot = torch.tensor([m for _, m in _PAIRS], device=dev)
+    movers = torch.tensor(_MOVERS, device=dev)
+    parents = torch.tensor([max(PARENTS[j], 0) for j in _MOVERS], device=dev)
+    is_root = (torch.tensor(_MOVERS, device=dev) == 0)[None, :, None, None]
+    eye = torch.eye(unknowns, dtype=dtype, device=dev)
+    smooth = smooth_weight if frames > 1 else 0.0
+    for _ in range(iterations):
+        pos, glob = fk_torch(root, local, offsets)
+        residual = (pos - goal)[:, 1:].reshape(frames, -1)
+        jac = torch.zeros(frames, NUM_JOINTS - 1, 3, len(_MOVERS), 3, dtype=dtype, device=dev)
+        blocks = -_skew(pos[:, moved] - pos[:, movers_of])  # (T, pairs, 3, 3)
+        jac[:, moved - 1, :, mover_slot, :] = blocks.permute(1, 0, 2, 3)
+        jac = jac.view(frames, -1, unknowns)
+        jt = jac.transpose(1, 2)
+        chol = torch.linalg.cholesky(jt @ jac + (damping + smooth) * eye)
+        rhs = -(jt @ residual[..., None])
+        delta = torch.cholesky_solve(rhs, chol)
+        for _ in range(_SWEEPS if smooth else 0):
+            padded = torch.cat([delta[:1], delta, delta[-1:]])
+            delta = torch.cholesky_solve(rhs + smooth * 0.5 * (padded[:-2] + padded[2:]), chol)
+        update = _exp(delta.reshape(frames, -1, 3))  # world-frame rotations (T, movers, 3, 3)
+        g_parent = torch.where(is_root, torch.eye(3, dtype=dtype, device=dev), glob[:, parents])
+        local = local.clone()
+        local[:, movers] = _mm3(_mm3(g_parent.transpose(-1, -2), update), _mm3(g_parent, local[:, movers]))
+    quats = matrix_to_quat(local).cpu().double().numpy()
+    return quat_continuous(quats, axis=0)

@@ -1,0 +1,133 @@
+"""The target skeleton: SMPL's 22 body joints with rest positions (metres, Y up, facing +Z, left = +X).
+
+Local rotations are relative to this rest pose: a joint's global rotation G maps its rest offsets onto the posed ones.
+The default rest pose is SMPL-X neutral's, from the calibration data shipped with `mannequin-x` (no licensed model
+file needed). SMPL-X's native frame is already Y up, metres, facing +Z with the left side at +X (checked in the
+tests: head above pelvis, toes in front of ankles, left hip at +X), so the conversion is a translation only: the
+pelvis goes above the origin and the lowest joint onto the floor (y = 0), as HumanML3D places its floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidRequest
+from ..skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
+
+NUM_BETAS = 10
+
+
+@dataclass(frozen=True)
+class RestSkeleton:
+    """Rest joint positions (22, 3) in HumanML3D space, SMPL order; names and parents from `backend.skeleton`."""
+
+    joints: np.ndarray
+    names: tuple[str, ...] = JOINT_NAMES
+    parents: tuple[int, ...] = PARENTS
+
+    def __post_init__(self) -> None:
+        joints = np.asarray(self.joints, dtype=np.float64)
+        if joints.shape != (NUM_JOINTS, 3) or not np.isfinite(joints).all():
+            raise InvalidRequest(f"rest joints must be finite with shape ({NUM_JOINTS}, 3), got {joints.shape}")
+        lengths = np.linalg.norm(joints[1:] - joints[list(self.parents[1:])], axis=-1)
+        if (lengths < 1e-6).any():
+            short = [self.names[j + 1] for j in np.flatnonzero(lengths < 1e-6)]
+            raise InvalidRequest(f"rest skeleton has zero-length bones ending at: {', '.join(short)}")
+        object.__setattr__(self, "joints", joints)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(22, 3) offset of each joint from its parent; the pelvis's is its rest position."""
+        off = self.joints.copy()
+        off[1:] -= self.joints[list(self.parents[1:])]
+        return off
+
+    @property
+    def bone_lengths(self) -> np.ndarray:
+        """(22,) length of the bone ending at each joint (0 for the pelvis)."""
+        return np.linalg.norm(self.offsets, axis=-1) * (np.arange(NUM_JOINTS) > 0)
+
+    @property
+    def leg_length(self) -> float:
+        """Hip-to-ankle length plus the pelvis-to-hip drop, averaged over sides: scales root motion."""
+        return float(leg_length(self.joints[None])[0])
+
+    def end_sites(self) -> dict[int, np.ndarray]:
+        """End-site offsets for the leaves (head, wrists, feet): half their bone, continuing its direction, so
+        bones imported from a BVH get a sensible length and orientation."""
+        leaves = [j for j in range(NUM_JOINTS) if j not in self.parents]
+        return {j: 0.5 * self.offsets[j] for j in leaves}
+
+
+def leg_length(joints: np.ndarray) -> np.ndarray:
+    """(T,) leg length per frame of (T, 22, 3) joints: mean over sides of |pelvis-hip|_y + |hip-knee| + |knee-ankle|."""
+    total = 0.0
+    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+        total = total + (np.abs(joints[:, 0, 1] - joints[:, hip, 1])
+                         + np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
+                         + np.linalg.norm(joints[:, ankle] - joints[:, knee], axis=-1))
+    return total / 2
+
+
+def _on_floor(joints: np.ndarray) -> np.ndarray:
+    out = joints - np.array([joints[0, 0], joints[:, 1].min(), joints[0, 2]])
+    return out
+
+
+def default_skeleton(betas: np.ndarray | None = None) -> RestSkeleton:
+    """SMPL-X neutral rest joints from `mannequin-x`, optionally shaped by up to 10 betas (its `joint_dirs`)."""
+    path = resources.files("mannequin") / "assets" / "smplx_calibration.npz"
+    with resources.as_file(path) as p, np.load(p) as data:
+        rest = data["joint_rest"][:NUM_JOINTS].astype(np.float64)
+        dirs = data["joint_dirs"][:NUM_JOINTS].astype(np.float64)
+    if betas is not None:
+        betas = np.asarray(betas, dtype=np.float64).reshape(-1)
+        if betas.size > dirs.shape[-1] or not np.isfinite(betas).all():
+            raise InvalidRequest(f"betas must be at most {dirs.shape[-1]} finite values, got {betas.size}")
+        rest = rest + dirs[..., :betas.size] @ betas
+    return RestSkeleton(_on_floor(rest))
+
+
+def skeleton_from_model(model_path: str | Path, model_type: str = "smplx", gender: str = "neutral",
+                        betas: np.ndarray | None = None) -> RestSkeleton:
+    """Rest joints of a user's SMPL / SMPL-X model file (needs the optional `smplx` package and the file)."""
+    try:
+        import smplx  # optional: the model files are licensed and user-supplied
+        import torch
+    except ImportError:
+        raise InvalidRequest("reading SMPL/SMPL-X model files needs the optional 'smplx' package "
+                             "(pip install smplx)") from None
+    path = Path(model_path)
+    if not path.exists():
+        raise InvalidRequest(f"SMPL model file not found: {path}")
+    num_betas = NUM_BETAS if betas is None else int(np.asarray(betas).size)
+    model = smplx.create(str(path), model_type=model_type, gender=gender, num_betas=num_betas)
+    shape = torch.zeros(1, num_betas) if betas is None else torch.as_tensor(
+        np.asarray(betas, dtype=np.float32).reshape(1, -1))
+    with torch.no_grad():
+        joints = model(betas=shape).joints[0, :NUM_JOINTS].double().numpy()
+    return RestSkeleton(_on_floor(joints))
+
+
+def fitted_skeleton(joints: np.ndarray, base: RestSkeleton | None = None) -> RestSkeleton:
+    """A rest skeleton with the proportions of a clip: `base`'s rest pose conventions, the clip's median bone lengths,
+    and, at joints with several children (pelvis, spine3), the clip's own attachment geometry expressed in `base`'s
+    rest frame (median over frames). FK of the solved rotations on it reproduces the clip's joints."""
+    from .ik import solve_global_rotations  # local: ik imports this module
+
+    base = base or default_skeleton()
+    joints = np.asarray(joints, dtype=np.float64)
+    glob = solve_global_rotations(joints, base)
+    parents = np.array(base.parents)
+    local = np.einsum("tjba,tjb->tja", glob[:, parents[1:]], joints[:, 1:] - joints[:, parents[1:]])
+    offsets = np.median(local, axis=0)
+    offsets *= (np.median(np.linalg.norm(local, axis=-1), axis=0)
+                / np.maximum(np.linalg.norm(offsets, axis=-1), 1e-9))[:, None]
+    rest = np.zeros((NUM_JOINTS, 3))
+    for j in range(1, NUM_JOINTS):
+        rest[j] = rest[parents[j]] + offsets[j - 1]
+    return RestSkeleton(_on_floor(rest))

@@ -1,0 +1,54 @@
+"""Latency of the sampling core on CPU: one controlled LCM sample + VAE decode at the default model size.
+
+Random weights (timing does not depend on values). Usage:
+    python benchmarks/bench_sampler.py [--batch 1] [--frames 196] [--steps 1] [--threads N] [--repeats 5]
+Prints the median wall time of each stage and of the whole call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from backend.models import MotionLCM, ModelConfig
+from backend.sampler import decode_latents, sample_lcm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=196)
+    parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 4))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = MotionLCM(ModelConfig()).eval()
+    b, t = args.batch, args.frames
+    text = torch.randn(b, 1, model.config.text_dim)
+    z_T = torch.randn(b, *model.config.latent_shape)
+    hint_mask = torch.zeros(b, t, 22, 3)
+    hint_mask[:, :, 0] = 1.0  # pelvis controlled on every frame (densest case)
+    hint = torch.randn(b, t, 22, 3) * hint_mask
+    times: dict[str, list[float]] = {"sample": [], "decode": [], "total": []}
+    for i in range(args.repeats + 1):  # first run is warm-up
+        start = time.perf_counter()
+        z0 = sample_lcm(model, text, z_T, hint=hint, hint_mask=hint_mask, steps=args.steps)
+        mid = time.perf_counter()
+        decode_latents(model, z0, [t] * b)
+        end = time.perf_counter()
+        if i:
+            times["sample"].append(mid - start)
+            times["decode"].append(end - mid)
+            times["total"].append(end - start)
+    print(f"B={b} T={t} steps={args.steps} threads={args.threads} (median of {args.repeats})")
+    for name, values in times.items():
+        print(f"  {name:7s} {1000 * statistics.median(values):8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""MotionLCM for Blender: text and trajectories to animation (Blender 4.2 to 5.x extension).
+
+The add-on never imports torch or the backend package: it starts `python -m backend.server` (client.py)
+and talks the protocol of docs/protocol.md. Modules that touch `bpy` are imported in register(), so the
+pure ones (curves, pose_math, generation_request, wire, client, backend_job) import without Blender.
+"""
+
+from __future__ import annotations
+
+
+def _modules():
+    from . import operators, panel, preferences, properties
+    return properties, preferences, operators, panel
+
+
+def register() -> None:
+    import bpy
+
+    properties, preferences, operators, panel = _modules()
+    properties.register()
+    bpy.utils.register_class(preferences.MotionLCMPreferences)
+    for cls in operators.CLASSES + panel.CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    import bpy
+
+    from . import session
+    session.shutdown()  # stop the backend process and forget any running job
+    properties, preferences, operators, panel = _modules()
+    for cls in reversed(operators.CLASSES + panel.CLASSES):
+        bpy.utils.unregister_class(cls)
+    bpy.utils.unregister_class(preferences.MotionLCMPreferences)
+    properties.unregister()

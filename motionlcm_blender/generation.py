@@ -1,0 +1,150 @@
+"""What a Generate click does to the scene, apart from the waiting: plan the request, then apply the result.
+
+`plan_generation` reads the panel and validates everything before anything is sent; `apply_generation`
+runs on the main thread when the replies are in and either completes or restores the scene exactly
+(no half-built character, no stray Action, the previous Action still assigned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import bpy
+import numpy as np
+
+from . import bake, character, curve_sources, curves, generation_request
+
+NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
+
+
+@dataclass
+class GenerationPlan:
+    requests: dict[str, dict[str, Any]]  # label -> request body ("skeleton", "generate")
+    target: str  # NEW (create a character), SMPL (a MotionLCM character), RIG (a mapped user rig)
+    armature_name: str | None
+    mapping: str
+    start_frame: int
+    scene_fps: float
+    unit_scale: float
+    location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+def _target(context: bpy.types.Context) -> tuple[str, bpy.types.Object | None]:
+    settings = context.scene.motionlcm
+    if settings.target == "NEW":
+        return NEW, None
+    obj = settings.armature
+    if obj is None or obj.type != "ARMATURE":
+        raise generation_request.RequestError("Pick the armature to animate, or choose New SMPL Character as target.")
+    return (SMPL if character.is_motionlcm_character(obj) else RIG), obj
+
+
+def _to_target(kind: str, obj: bpy.types.Object | None, location: tuple[float, float, float]) -> np.ndarray:
+    """World -> target space: the character's object space; for user rigs only its location and facing,
+    because the retargeting scales the motion to the rig."""
+    if obj is None:
+        matrix = np.eye(4)
+        matrix[:3, 3] = location
+        return np.linalg.inv(matrix)
+    if kind == RIG:
+        loc, rot, _scale = obj.matrix_world.decompose()
+        matrix = np.eye(4)
+        matrix[:3, :3], matrix[:3, 3] = np.array(rot.to_matrix()), tuple(loc)
+        return np.linalg.inv(matrix)
+    return np.linalg.inv(np.array(obj.matrix_world))
+
+
+def plan_generation(context: bpy.types.Context, character_only: bool = False) -> GenerationPlan:
+    """Validate the panel and build the requests; raises RequestError or CurveError with the user's fix."""
+    scene = context.scene
+    settings = scene.motionlcm
+    scene_fps = scene.render.fps / scene.render.fps_base
+    unit_scale = scene.unit_settings.scale_length
+    location = tuple(scene.cursor.location)
+    common = dict(mapping=settings.mapping, start_frame=settings.start_frame, scene_fps=scene_fps,
+                  unit_scale=unit_scale, location=location)
+    if character_only:
+        return GenerationPlan(requests={"skeleton": {"type": "skeleton"}}, target=NEW, armature_name=None, **common)
+    values = settings.generation_settings(scene_fps)
+    generation_request.validate_prompt(values.prompt)
+    frames = generation_request.model_frames(values.seconds)
+    kind, obj = _target(context)
+    rest = character.rest_joints_of(obj) if kind == SMPL else None
+    pelvis_height = float(rest[0, 1]) if rest is not None else curves.DEFAULT_PELVIS_HEIGHT_M
+    to_target = _to_target(kind, obj, location)
+    controls = [curve_sources.control_request(context, c.source, c.joint, c.mode, c.strength, c.density, frames,
+                                              settings.start_frame, to_target, pelvis_height)
+                for c in settings.controls]
+    requests = {"generate": generation_request.build_generate_request(values, controls, rest)}
+    if kind == NEW:  # the skeleton reply's rest pose is the default target skeleton of `generate`
+        requests = {"skeleton": {"type": "skeleton"}, **requests}
+    history = {"prompt": requests["generate"]["prompt"], "seconds": values.seconds, "steps": values.steps,
+               "guidance": values.guidance if values.guidance is not None else 0.0,
+               "use_guidance": values.guidance is not None}
+    return GenerationPlan(requests=requests, target=kind, armature_name=obj.name if obj else None,
+                          history=history, **common)
+
+
+def _action_props(result: dict[str, Any], variation: dict[str, Any], plan: GenerationPlan) -> dict[str, Any]:
+    return {"motionlcm_prompt": plan.history["prompt"], "motionlcm_seed": int(variation["seed"]),
+            "motionlcm_settings": result.get("settings", {}), "motionlcm_start_frame": plan.start_frame}
+
+
+def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[str, Any],
+              plan: GenerationPlan) -> list[bpy.types.Action]:
+    """Bake every variation, last first, so variation 0 ends up assigned and the others wait in the NLA."""
+    actions = []
+    for index in reversed(range(len(result["variations"]))):
+        variation = result["variations"][index]
+        name = bake.action_name(plan.history["prompt"], int(variation["seed"]))
+        props = _action_props(result, variation, plan)
+        if plan.target == RIG:
+            from . import retarget_rig
+            action = retarget_rig.retarget_to_rig(obj, result, index, mapping=plan.mapping,
+                                                  start_frame=plan.start_frame, scene_fps=plan.scene_fps,
+                                                  name=name, props=props)
+        else:
+            action = bake.bake_variation(obj, list(result["joint_names"]), variation, float(result["fps"]),
+                                         plan.start_frame, plan.scene_fps, name, props, plan.unit_scale)
+        actions.append(action)
+        _add_history(context, plan, int(variation["seed"]), action, obj)
+    return actions
+
+
+def _add_history(context: bpy.types.Context, plan: GenerationPlan, seed: int, action: bpy.types.Action,
+                 obj: bpy.types.Object) -> None:
+    item = context.scene.motionlcm.history.add()
+    for key, value in plan.history.items():
+        setattr(item, key, value)
+    item.seed, item.action, item.target = seed, action, obj
+    context.scene.motionlcm.active_history = len(context.scene.motionlcm.history) - 1
+
+
+def apply_generation(context: bpy.types.Context, plan: GenerationPlan,
+                     results: dict[str, dict[str, Any]]) -> bpy.types.Object:
+    """Create the character if asked and bake; on any error put the scene back as it was, then re-raise."""
+    history_length = len(context.scene.motionlcm.history)
+    obj = None if plan.target == NEW else bpy.data.objects.get(plan.armature_name or "")
+    if plan.target != NEW and obj is None:
+        raise generation_request.RequestError(f"The target armature '{plan.armature_name}' was deleted "
+                                              "while the motion was generated.")
+    snapshot = None if obj is None else bake.snapshot_animation(obj)
+    created = None
+    try:
+        if obj is None:
+            created = obj = character.create_character(context, results["skeleton"], location=plan.location,
+                                                       unit_scale=plan.unit_scale)
+        if "generate" in results:
+            _bake_all(context, obj, results["generate"], plan)
+    except Exception:
+        history = context.scene.motionlcm.history
+        while len(history) > history_length:
+            history.remove(len(history) - 1)
+        if created is not None:
+            character.remove_character(created)
+        elif snapshot is not None:
+            bake.restore_animation(obj, snapshot)
+        raise
+    return obj

@@ -1,0 +1,124 @@
+"""Pure validation of the panel's settings and construction of the backend `generate` request.
+
+No `bpy` here: the operator copies the scene settings into plain values and calls these functions,
+so every rule is testable without Blender. The request format is docs/protocol.md (`generate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import curves
+
+MIN_FRAMES = 40
+MAX_FRAMES = 196
+MAX_PROMPT_CHARS = 1000
+STEP_CHOICES = (1, 2, 4)
+MAX_VARIATIONS = 8
+# Joints ControlNet can follow (the OmniControl set), as the panel lists them.
+CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
+
+
+class RequestError(ValueError):
+    """A setting the user must fix before generating; the message names it and the accepted range."""
+
+
+@dataclass
+class GenerationSettings:
+    prompt: str
+    seconds: float
+    steps: int = 1
+    guidance: float | None = None
+    seed: int | None = None
+    variations: int = 1
+    target_fps: float = 24.0
+    in_place: bool = False
+    foot_lock: bool = False
+
+
+def validate_prompt(prompt: str) -> str:
+    text = " ".join(prompt.split())
+    if not text:
+        raise RequestError("The prompt is empty; describe the motion, e.g. 'a person walks forward and waves'.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise RequestError(f"The prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}.")
+    return text
+
+
+def model_frames(seconds: float) -> int:
+    """Duration in seconds -> model frames at 20 fps, within the trained range 40..196 (2.0..9.8 s)."""
+    frames = int(round(seconds * curves.MODEL_FPS))
+    if not MIN_FRAMES <= frames <= MAX_FRAMES:
+        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; MotionLCM was trained on "
+                           f"{MIN_FRAMES / curves.MODEL_FPS:g} to {MAX_FRAMES / curves.MODEL_FPS:g} s "
+                           f"({MIN_FRAMES} to {MAX_FRAMES} frames at 20 fps).")
+    return frames
+
+
+def _control(joint: str, frames: np.ndarray, points_bu: np.ndarray, unit_scale: float,
+             pelvis_height_m: float, strength: float) -> dict[str, Any]:
+    if joint not in CONTROL_JOINTS:
+        raise RequestError(f"Joint '{joint}' cannot be controlled; choose one of {', '.join(CONTROL_JOINTS)}.")
+    positions = curves.blender_to_humanml(points_bu, unit_scale)
+    if joint == "pelvis" and curves.on_floor(positions):
+        positions = curves.lift_to_height(positions, pelvis_height_m)
+    return {"joint": joint, "frames": [int(f) for f in frames],
+            "positions": np.round(positions, 5).tolist(), "strength": float(strength)}
+
+
+def path_control(joint: str, path_bu: np.ndarray, frame_count: int, density: float, unit_scale: float,
+                 strength: float = 1.0, pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
+    """A polyline in the target's space (Blender axes, scene units) walked at uniform speed over the clip."""
+    frames = curves.evenly_thinned(frame_count, density)
+    points = curves.resample_uniform(path_bu, frame_count)[frames]
+    return _control(joint, frames, points, unit_scale, pelvis_height_m, strength)
+
+
+def waypoint_control(joint: str, points_bu: np.ndarray, frames: np.ndarray, unit_scale: float,
+                     strength: float = 1.0, pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
+    """Positions pinned at given model frames (from keyframes or from curve points timed by distance)."""
+    if len(points_bu) == 0:
+        raise RequestError(f"The {joint} control has no waypoints; add keyframes or curve points.")
+    frames, points = curves.unique_frames(np.asarray(frames), np.asarray(points_bu, dtype=np.float64))
+    return _control(joint, frames, points, unit_scale, pelvis_height_m, strength)
+
+
+def knot_frames(knots_bu: np.ndarray, frame_count: int) -> np.ndarray:
+    """Model frames for curve points used as waypoints: timed by distance along them, first 0, last at the end."""
+    if len(knots_bu) < 2:
+        raise curves.CurveError("The curve has a single point; waypoints need at least two.")
+    return np.round(curves.arc_length_fractions(knots_bu) * (frame_count - 1)).astype(int)
+
+
+def build_generate_request(settings: GenerationSettings, controls: list[dict[str, Any]],
+                           rest_joints: np.ndarray | None = None) -> dict[str, Any]:
+    """The `generate` request body (without `id`); raises RequestError on any bad setting."""
+    if settings.steps not in STEP_CHOICES:
+        raise RequestError(f"Steps must be one of {STEP_CHOICES}, got {settings.steps}.")
+    if not 1 <= settings.variations <= MAX_VARIATIONS:
+        raise RequestError(f"Variations must be between 1 and {MAX_VARIATIONS}, got {settings.variations}.")
+    if settings.seed is not None and settings.seed < 0:
+        raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
+    if not 0 < settings.target_fps <= 240:
+        raise RequestError(f"The scene frame rate must be between 0 and 240 fps, got {settings.target_fps:g}.")
+    joints = [c["joint"] for c in controls]
+    repeated = sorted({j for j in joints if joints.count(j) > 1})
+    if repeated:
+        raise RequestError(f"Several controls drive {', '.join(repeated)}; keep one control per joint.")
+    return {
+        "type": "generate",
+        "prompt": validate_prompt(settings.prompt),
+        "frames": model_frames(settings.seconds),
+        "controls": controls,
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "seed": settings.seed,
+        "variations": settings.variations,
+        "target_fps": float(settings.target_fps),
+        "in_place": settings.in_place,
+        "foot_lock": settings.foot_lock,
+        "rest_joints": None if rest_joints is None else np.asarray(rest_joints, dtype=float).round(6).tolist(),
+    }

@@ -1,0 +1,160 @@
+"""View3D > Sidebar > MotionLCM: prompt and settings, controls, target, progress and errors, history."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+from bpy.types import Panel, UIList
+
+from . import character, generation_request, session
+
+CATEGORY = "MotionLCM"
+WRAP_PIXELS_PER_CHAR = 7  # rough width of a UI character, to wrap long prompts and messages
+
+
+def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str = "NONE") -> None:
+    width = max(20, int((context.region.width if context.region else 300) / WRAP_PIXELS_PER_CHAR) - 4)
+    column = layout.column(align=True)
+    for number, line in enumerate(textwrap.wrap(text, width) or [""]):
+        column.label(text=line, icon=icon if number == 0 else "BLANK1")
+
+
+def _draw_run(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Generate, or progress and Cancel while running; then the last error or outcome."""
+    job = session.job
+    if job is None:
+        layout.operator("motionlcm.generate", icon="PLAY")
+    else:
+        layout.progress(factor=job.fraction, type="BAR", text=f"{job.stage.capitalize()}…")
+        layout.operator("motionlcm.cancel", icon="CANCEL")
+    if session.last_error:
+        box = layout.box()
+        box.alert = True
+        _wrapped(box, context, session.last_error, icon="ERROR")
+    elif session.last_info:
+        _wrapped(layout, context, session.last_info, icon="INFO")
+
+
+class MOTIONLCM_UL_controls(UIList):
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "joint", text="", emboss=False)
+        row.label(text=item.source.name if item.source else "(no source)",
+                  icon="OUTLINER_OB_CURVE" if item.source and item.source.type == "CURVE" else "OBJECT_DATA")
+
+
+class MOTIONLCM_UL_history(UIList):
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
+        layout.label(text=f"{item.prompt} (seed {item.seed})", icon="ACTION")
+
+
+class MOTIONLCM_PT_main(Panel):
+    bl_label = "MotionLCM"
+    bl_idname = "MOTIONLCM_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.motionlcm
+        col = layout.column(align=True)
+        col.label(text="Prompt")
+        col.prop(settings, "prompt_text", text="", icon="TEXT")
+        if settings.prompt_text is None:
+            col.prop(settings, "prompt", text="")
+        prompt = settings.prompt_text.as_string() if settings.prompt_text else settings.prompt
+        if len(prompt) > 40 or settings.prompt_text is not None:
+            _wrapped(layout.box(), context, " ".join(prompt.split()) or "(empty prompt)")
+
+        layout.use_property_split = True
+        col = layout.column()
+        col.prop(settings, "seconds")
+        frames = round(settings.seconds * 20)
+        in_range = generation_request.MIN_FRAMES <= frames <= generation_request.MAX_FRAMES
+        hint = col.row()
+        hint.alert = not in_range
+        hint.label(text=f"{frames} model frames" + ("" if in_range else " (2.0 to 9.8 s)"))
+        col.prop(settings, "start_frame")
+        row = col.row(align=True)
+        row.prop(settings, "seed")
+        row.operator("motionlcm.randomize_seed", text="", icon="FILE_REFRESH")
+        col.prop(settings, "steps", expand=True)
+        row = col.row(heading="Guidance")
+        row.prop(settings, "use_guidance", text="")
+        sub = row.row()
+        sub.active = settings.use_guidance
+        sub.prop(settings, "guidance", text="")
+        col.prop(settings, "variations")
+        col.prop(settings, "in_place")
+        col.prop(settings, "foot_lock")
+        layout.use_property_split = False
+        _draw_run(layout, context)
+
+
+class MOTIONLCM_PT_target(Panel):
+    bl_label = "Target"
+    bl_parent_id = "MOTIONLCM_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.motionlcm
+        layout.prop(settings, "target", expand=True)
+        if settings.target == "ARMATURE":
+            layout.prop(settings, "armature")
+            if settings.armature is not None and not character.is_motionlcm_character(settings.armature):
+                layout.prop(settings, "mapping")
+        layout.operator("motionlcm.create_character", icon="OUTLINER_OB_ARMATURE")
+
+
+class MOTIONLCM_PT_controls(Panel):
+    bl_label = "Trajectory Controls"
+    bl_parent_id = "MOTIONLCM_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.motionlcm
+        row = layout.row()
+        row.template_list("MOTIONLCM_UL_controls", "", settings, "controls", settings, "active_control", rows=3)
+        buttons = row.column(align=True)
+        buttons.operator("motionlcm.control_add", text="", icon="ADD")
+        buttons.operator("motionlcm.control_remove", text="", icon="REMOVE")
+        if 0 <= settings.active_control < len(settings.controls):
+            control = settings.controls[settings.active_control]
+            col = layout.column()
+            col.use_property_split = True
+            col.prop(control, "joint")
+            col.prop(control, "source")
+            col.prop(control, "mode")
+            col.prop(control, "strength")
+            if control.mode == "PATH":
+                col.prop(control, "density")
+
+
+class MOTIONLCM_PT_history(Panel):
+    bl_label = "History"
+    bl_parent_id = "MOTIONLCM_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.motionlcm
+        layout.template_list("MOTIONLCM_UL_history", "", settings, "history", settings, "active_history", rows=3)
+        if 0 <= settings.active_history < len(settings.history):
+            row = layout.row(align=True)
+            row.operator("motionlcm.history_apply", icon="ACTION").index = settings.active_history
+            row.operator("motionlcm.history_regenerate", icon="FILE_REFRESH").index = settings.active_history
+
+
+CLASSES = (MOTIONLCM_UL_controls, MOTIONLCM_UL_history, MOTIONLCM_PT_main, MOTIONLCM_PT_target,
+           MOTIONLCM_PT_controls, MOTIONLCM_PT_history)

@@ -1,0 +1,72 @@
+"""Add-on preferences: where the backend runs and which model it loads.
+
+Empty fields fall back to `backend_config.json`, which install.py writes next to the add-on. The backend
+is a child process on stdio, or a server on this machine (loopback URL): client.py refuses any other
+host, which is why the manifest asks for no `network` permission.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+from bpy.types import AddonPreferences
+
+from . import client
+
+
+class MotionLCMPreferences(AddonPreferences):
+    bl_idname = __package__
+
+    backend_python: StringProperty(
+        name="Backend Python", subtype="FILE_PATH",
+        description="Interpreter with the MotionLCM backend installed (empty: the one install.py set up)")
+    server_url: StringProperty(
+        name="Server URL", description="Use a backend already running on this machine, e.g. "
+        "http://127.0.0.1:8765 (python -m backend.server --port 8765); empty: start one as a child process")
+    server_token: StringProperty(name="Server Token", subtype="PASSWORD",
+                                 description="Bearer token the server was started with (--token), if any")
+    checkpoint_path: StringProperty(name="Checkpoint", subtype="FILE_PATH",
+                                    description="MotionLCM checkpoint (empty: the backend's default)")
+    text_encoder_path: StringProperty(name="Text Encoder", subtype="DIR_PATH",
+                                      description="Local text-encoder folder (empty: the checkpoint's own)")
+    device: EnumProperty(name="Device", default="auto", items=[
+        ("auto", "Auto", "CUDA when available, otherwise CPU"), ("cpu", "CPU", "Always the CPU"),
+        ("cuda", "CUDA", "An NVIDIA GPU")])
+    smpl_model_dir: StringProperty(name="SMPL Models", subtype="DIR_PATH",
+                                   description="Optional SMPL/SMPL-X model folder: the real body mesh replaces "
+                                   "the wooden mannequin (models under their own licence)")
+
+    def draw(self, _context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        col = layout.column(heading="Backend")
+        col.prop(self, "backend_python")
+        col.prop(self, "server_url")
+        if self.server_url:
+            col.prop(self, "server_token")
+        col = layout.column(heading="Model")
+        col.prop(self, "checkpoint_path")
+        col.prop(self, "text_encoder_path")
+        col.prop(self, "device")
+        col.prop(self, "smpl_model_dir")
+
+
+def _path(value: str) -> str:
+    return bpy.path.abspath(value) if value else ""
+
+
+def backend_config(context: bpy.types.Context) -> dict[str, Any]:
+    """install.py's backend_config.json with every preference the user filled in taking precedence."""
+    config = client.read_backend_config()
+    addon = context.preferences.addons.get(__package__)
+    if addon is None:
+        return config
+    prefs = addon.preferences
+    overrides = {"python": _path(prefs.backend_python), "url": prefs.server_url.strip(),
+                 "token": prefs.server_token, "checkpoint": _path(prefs.checkpoint_path),
+                 "text_encoder": _path(prefs.text_encoder_path), "smpl_dir": _path(prefs.smpl_model_dir)}
+    config.update({key: value for key, value in overrides.items() if value})
+    config["device"] = prefs.device
+    return config

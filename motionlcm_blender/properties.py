@@ -1,0 +1,117 @@
+"""Scene settings of the MotionLCM panel (`scene.motionlcm`): prompt, timing, sampler, controls, target, history.
+
+Duration is stored in seconds; generation_request.model_frames turns it into round(20 s) model frames
+and enforces the trained range 40..196 (2.0..9.8 s) with a clear message, so the soft limits here only
+guide the slider.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+from bpy.types import PropertyGroup
+
+from . import curve_sources, generation_request
+
+JOINT_LABELS = {"pelvis": "Pelvis", "head": "Head", "left_wrist": "Left Wrist", "right_wrist": "Right Wrist",
+                "left_foot": "Left Foot", "right_foot": "Right Foot"}
+AUTO_MAPPING = "AUTO"
+
+
+def _is_control_source(_self, obj: bpy.types.Object) -> bool:
+    return curve_sources.is_curve_like(obj) or obj.type == "EMPTY" or obj.animation_data is not None
+
+
+def _is_armature(_self, obj: bpy.types.Object) -> bool:
+    return obj.type == "ARMATURE"
+
+
+def _mapping_items(_self, _context) -> list[tuple[str, str, str]]:
+    items = [(AUTO_MAPPING, "Auto-detect", "Match the rig's bone names against every known preset")]
+    try:
+        from . import rig_mapping
+        items += [(key, key.replace("_", " ").title(), f"Bone names of the {key} preset")
+                  for key in rig_mapping.preset_names()]
+    except (ImportError, AttributeError):
+        pass  # retargeting not installed yet: auto-detect only
+    return items
+
+
+class MotionLCMControl(PropertyGroup):
+    joint: EnumProperty(name="Joint", description="Joint that follows the source",
+                        items=[(k, v, f"The {v.lower()} follows the source") for k, v in JOINT_LABELS.items()],
+                        default="pelvis")
+    source: PointerProperty(name="Source", type=bpy.types.Object, poll=_is_control_source,
+                            description="Curve or Grease Pencil stroke (path), or keyframed empty (waypoints)")
+    mode: EnumProperty(name="Use", default=curve_sources.PATH, items=[
+        (curve_sources.PATH, "Path", "The whole curve, walked at uniform speed over the clip"),
+        (curve_sources.WAYPOINTS, "Waypoints",
+         "Keyframed positions at their frames, or the curve's points timed by distance along it")])
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0,
+                            description="How strongly the joint is pulled onto the trajectory")
+    density: FloatProperty(name="Density", default=1.0, min=0.01, max=1.0, subtype="FACTOR",
+                           description="Fraction of the clip's frames constrained along a path")
+
+
+class MotionLCMHistoryItem(PropertyGroup):
+    prompt: StringProperty(name="Prompt")
+    seed: IntProperty(name="Seed")
+    seconds: FloatProperty(name="Duration", unit="TIME_ABSOLUTE")
+    steps: IntProperty(name="Steps")
+    guidance: FloatProperty(name="Guidance")
+    use_guidance: BoolProperty(name="Custom Guidance")
+    action: PointerProperty(name="Action", type=bpy.types.Action)
+    target: PointerProperty(name="Target", type=bpy.types.Object)
+
+
+class MotionLCMSettings(PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="What the character does, in plain English",
+                           default="a person walks forward and waves")
+    prompt_text: PointerProperty(name="Prompt Text", type=bpy.types.Text,
+                                 description="Take the prompt from this Text (edit long prompts in the Text Editor)")
+    seconds: FloatProperty(name="Duration", default=4.0, min=0.05, max=60.0, soft_min=2.0, soft_max=9.8,
+                           precision=2, step=5, description="Clip length in seconds (MotionLCM: 2.0 to 9.8 s)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and settings give the same motion")
+    steps: EnumProperty(name="Steps", default="1", description="Consistency sampling steps",
+                        items=[("1", "1", "Fastest"), ("2", "2", "Balanced"), ("4", "4", "Best quality")])
+    use_guidance: BoolProperty(name="Custom Guidance", default=False,
+                               description="Override the checkpoint's classifier-free guidance scale")
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
+    variations: IntProperty(name="Variations", default=1, min=1, max=generation_request.MAX_VARIATIONS,
+                            description="Motions generated at once (consecutive seeds); each becomes an Action")
+    start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")
+    in_place: BoolProperty(name="In Place", default=False, description="Remove travel in the ground plane")
+    foot_lock: BoolProperty(name="Foot Lock", default=False, description="Pin the feet while they touch the ground")
+    controls: CollectionProperty(type=MotionLCMControl)
+    active_control: IntProperty(name="Active Control")
+    target: EnumProperty(name="Target", default="NEW", items=[
+        ("NEW", "New SMPL Character", "Create a new SMPL character and animate it"),
+        ("ARMATURE", "Existing Armature", "Animate an armature: a MotionLCM character or a mapped rig")])
+    armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature)
+    mapping: EnumProperty(name="Bone Mapping", items=_mapping_items,
+                          description="How the rig's bones correspond to the SMPL joints")
+    history: CollectionProperty(type=MotionLCMHistoryItem)
+    active_history: IntProperty(name="Active Generation")
+
+    def generation_settings(self, scene_fps: float) -> generation_request.GenerationSettings:
+        """The plain values the pure request builder validates."""
+        return generation_request.GenerationSettings(
+            prompt=self.prompt_text.as_string() if self.prompt_text else self.prompt, seconds=self.seconds, steps=int(self.steps),
+            guidance=self.guidance if self.use_guidance else None, seed=self.seed, variations=self.variations,
+            target_fps=scene_fps, in_place=self.in_place, foot_lock=self.foot_lock)
+
+
+CLASSES = (MotionLCMControl, MotionLCMHistoryItem, MotionLCMSettings)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.motionlcm = PointerProperty(type=MotionLCMSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.motionlcm
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

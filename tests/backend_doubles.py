@@ -1,0 +1,73 @@
+"""Test doubles for the server tests: a pipeline with MotionLCMPipeline's `generate` signature that
+returns a plausible walk instantly (or waits at a gate), and a reply collector for Session sinks."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from backend.motion import Motion
+from backend.retarget.rest_pose import default_skeleton
+
+
+def walking_joints(frames: int, speed: float = 1.0) -> np.ndarray:
+    """(T, 22, 3): the rest pose translated forward along +Z at `speed` m/s (20 fps)."""
+    rest = default_skeleton().joints
+    forward = np.zeros((frames, 1, 3))
+    forward[:, 0, 2] = speed * np.arange(frames) / 20.0
+    return (rest[None] + forward).astype(np.float32)
+
+
+class FakePipeline:
+    """Records its calls; `gate` (an Event) holds generation between two progress reports."""
+
+    def __init__(self, gate: threading.Event | None = None, fail: Exception | None = None) -> None:
+        self.gate, self.fail = gate, fail
+        self.calls: list[dict[str, Any]] = []
+        self.started = threading.Event()
+
+    def generate(self, prompts, lengths, controls=None, steps=1, guidance=None, seed=None, variations=1,
+                 progress=None):
+        self.calls.append(dict(prompts=prompts, lengths=lengths, controls=controls, steps=steps,
+                               guidance=guidance, seed=seed, variations=variations))
+        progress("sampling", 0.0)
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        progress("sampling", 1.0)
+        seed = 7 if seed is None else seed
+        motions = [Motion(walking_joints(lengths[0], speed=1.0 + 0.5 * i)) for i in range(variations)]
+        return SimpleNamespace(motions=motions, seeds=[seed + i for i in range(variations)], timings={"sampling": 1.0},
+                               settings={"seed": seed, "steps": steps, "guidance": guidance or 7.5,
+                                         "checkpoint": "fake-checkpoint", "text_encoder": "fake-encoder"})
+
+
+class Replies:
+    """A Session sink that keeps every reply and lets a test wait for a request's final one."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, reply: dict[str, Any]) -> None:
+        with self._changed:
+            self.items.append(reply)
+            self._changed.notify_all()
+
+    def of(self, request_id: Any) -> list[dict[str, Any]]:
+        with self._changed:
+            return [r for r in self.items if r["id"] == request_id]
+
+    def final(self, request_id: Any, timeout: float = 30.0) -> dict[str, Any]:
+        def done() -> list[dict[str, Any]]:
+            return [r for r in self.items if r["id"] == request_id and r["type"] in ("result", "error")]
+
+        with self._changed:
+            assert self._changed.wait_for(done, timeout), f"no final reply for {request_id!r}: {self.items}"
+            (reply,) = done()
+            return reply

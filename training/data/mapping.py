@@ -1,0 +1,98 @@
+"""Joint mappings from a source skeleton onto the 22 SMPL joints of HumanML3D.
+
+A mapping gives, for each SMPL joint, one source joint name or two names plus a fraction to
+interpolate between them (for skeletons whose spine has fewer joints than SMPL's), and the scale
+from source units to metres. JSON form (`mapping.json`):
+
+    {"scale": 0.01,
+     "joints": {"pelvis": "Hips", "spine1": ["Hips", "Spine", 0.7], ...}}
+
+where ["A", "B", t] means A + t * (B - A). All 22 SMPL joints must be mapped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backend.skeleton import JOINT_NAMES
+
+JointSource = tuple[str, str, float]  # (from, to, fraction); a single joint is (name, name, 0.0)
+
+
+@dataclass(frozen=True)
+class JointMapping:
+    scale: float  # source units -> metres
+    joints: dict[str, JointSource]
+
+    def source_names(self) -> set[str]:
+        return {name for a, b, _ in self.joints.values() for name in (a, b)}
+
+    def apply(self, names: list[str], positions: np.ndarray) -> np.ndarray:
+        """(T, J, 3) source global positions -> (T, 22, 3) SMPL joints in metres."""
+        index = {name: i for i, name in enumerate(names)}
+        missing = sorted(self.source_names() - index.keys())
+        if missing:
+            raise ValueError(f"the skeleton lacks joints the mapping needs: {', '.join(missing)}")
+        out = np.empty((positions.shape[0], len(JOINT_NAMES), 3), dtype=np.float64)
+        for j, smpl_name in enumerate(JOINT_NAMES):
+            a, b, t = self.joints[smpl_name]
+            out[:, j] = (1.0 - t) * positions[:, index[a]] + t * positions[:, index[b]]
+        return out * self.scale
+
+
+def _entry(value: object, smpl_name: str) -> JointSource:
+    if isinstance(value, str):
+        return (value, value, 0.0)
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, str) for v in value[:2]):
+        return (value[0], value[1], float(value[2]))
+    raise ValueError(f"mapping for {smpl_name!r} must be a joint name or [from, to, fraction], got {value!r}")
+
+
+def mapping_from_dict(data: dict) -> JointMapping:
+    joints = data.get("joints", {})
+    missing = [name for name in JOINT_NAMES if name not in joints]
+    if missing:
+        raise ValueError(f"mapping does not cover SMPL joints: {', '.join(missing)}")
+    unknown = sorted(set(joints) - set(JOINT_NAMES))
+    if unknown:
+        raise ValueError(f"mapping names unknown SMPL joints: {', '.join(unknown)}")
+    return JointMapping(scale=float(data.get("scale", 1.0)),
+                        joints={name: _entry(joints[name], name) for name in JOINT_NAMES})
+
+
+# Bandai-Namco Research Motiondataset 1 and 2 (cm, Y up). Their spine is Hips-Spine-Chest-Neck
+# (Spine 15.7 cm and Chest 24.7 cm above Hips, Neck 41 cm) where SMPL has spine1/2/3 at about
+# 11, 24 and 29 cm above the pelvis with the neck at about 50 cm: spine1/2/3 are interpolated to
+# those fractions. Hips is the pelvis; UpperLeg_L/R (2.2 cm below Hips, 6.5 cm to the side in
+# the BVH offsets) are the SMPL hip joints; Toes map to SMPL's foot (toe-base) joints.
+BANDAI = mapping_from_dict({
+    "scale": 0.01,
+    "joints": {
+        "pelvis": "Hips", "left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R",
+        "spine1": ["Hips", "Spine", 0.7], "spine2": ["Spine", "Chest", 0.9], "spine3": ["Chest", "Neck", 0.3],
+        "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R", "left_ankle": "Foot_L", "right_ankle": "Foot_R",
+        "left_foot": "Toes_L", "right_foot": "Toes_R", "neck": "Neck", "head": "Head",
+        "left_collar": "Shoulder_L", "right_collar": "Shoulder_R",
+        "left_shoulder": "UpperArm_L", "right_shoulder": "UpperArm_R",
+        "left_elbow": "LowerArm_L", "right_elbow": "LowerArm_R", "left_wrist": "Hand_L", "right_wrist": "Hand_R",
+    },
+})
+
+# Joint arrays already in SMPL order and metres (the `.npy` input).
+IDENTITY = mapping_from_dict({"scale": 1.0, "joints": {name: name for name in JOINT_NAMES}})
+
+PRESETS = {"bandai": BANDAI, "smpl": IDENTITY}
+
+
+def load_mapping(spec: str | Path) -> JointMapping:
+    """A preset name (`bandai`, `smpl`) or the path of a mapping JSON file."""
+    if str(spec) in PRESETS:
+        return PRESETS[str(spec)]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"mapping {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    return mapping_from_dict(json.loads(path.read_text(encoding="utf-8")))

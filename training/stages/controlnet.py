@@ -1,0 +1,100 @@
+"""Stage 4: motion ControlNet + trajectory encoder on the frozen MotionLCM.
+
+The ControlNet starts as a copy of the LCM denoiser with zero-initialised condition embedding and
+output projections, so at step 0 the model generates exactly as the LCM does. Per batch (official
+mld.py with motionlcm_control_s.yaml): noise z0 to one of the 10 DDIM timesteps, sample w ~ U[5, 15],
+run ControlNet + frozen denoiser, and take the predicted clean latent x0. Loss = MSE(x0, z0)
++ cond_ratio x smooth-L1 between the joints decoded from x0 through the frozen VAE and the hint, over
+the controlled joints and frames only (the official "mask" reduction, in metres).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from backend.features import denormalize, features_to_joints
+from backend.models import MotionLCM
+from backend.schedulers import LCMScheduler, guidance_scale_embedding
+
+from ..common import (Objective, TextEmbedder, control_spec, export, load_stage_config, load_stage_output,
+                      model_config, stage_dir, train_settings)
+from ..data.dataset import HumanML3D
+from ..engine import TrainResult, setup, train
+
+
+def masked_control_loss(joints: torch.Tensor, target: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 over controlled (frame, joint) entries: per clip sum / (count x 3), then the batch mean."""
+    controlled = (hint_mask.sum(-1, keepdim=True) != 0).to(joints.dtype)  # (B, T, J, 1)
+    loss = F.smooth_l1_loss(joints, target, reduction="none") * controlled
+    per_clip = loss.flatten(1).sum(-1) / (controlled.flatten(1).sum(-1) * joints.shape[-1]).clamp(min=1)
+    return per_clip.mean()
+
+
+class ControlNetObjective(Objective):
+    frozen = ("vae", "denoiser")
+
+    def __init__(self, model: MotionLCM, text: TextEmbedder, mean, std, raw_mean, raw_std, control: dict) -> None:
+        super().__init__()
+        self.vae, self.denoiser = model.vae, model.denoiser
+        self.controlnet, self.traj_encoder = model.controlnet, model.traj_encoder
+        self.text = text
+        for name, value in (("mean", mean), ("std", std), ("raw_mean", raw_mean), ("raw_std", raw_std)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+        self.w_min, self.w_max = float(control["w_min"]), float(control["w_max"])
+        self.cond_ratio = float(control["cond_ratio"])
+        self.schedule = LCMScheduler()
+        step = self.schedule.num_train_timesteps // int(control["num_ddim_timesteps"])
+        self.timesteps = torch.arange(step - 1, self.schedule.num_train_timesteps, step)
+        self.freeze()
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        mask, hint, hint_mask = batch["mask"], batch["hint"], batch["hint_mask"]
+        with torch.no_grad():
+            z, _ = self.vae.encode(batch["motion"], mask)
+        bsz, device = z.shape[0], z.device
+        emb = self.text(batch["text"])
+        t = self.timesteps.to(device)[torch.randint(0, len(self.timesteps), (bsz,), device=device)]
+        noisy = self.schedule.add_noise(z, torch.randn_like(z), t)
+        w = self.w_min + (self.w_max - self.w_min) * torch.rand(bsz)
+        w_emb = guidance_scale_embedding(w, self.denoiser.time_cond_proj_dim).to(device)
+        cond = self.traj_encoder(hint, hint_mask)
+        residuals = self.controlnet(noisy, t, emb, timestep_cond=w_emb, controlnet_cond=cond)
+        eps = self.denoiser(noisy, t, emb, timestep_cond=w_emb, controlnet_residuals=residuals).float()
+        x0 = self.schedule.predict_x0(eps, t, noisy)
+        feats = self.vae.decode(x0, mask).float()
+        joints = features_to_joints(denormalize(feats, self.mean, self.std), check_finite=False)
+        target = hint * self.raw_std + self.raw_mean  # back to metres (uncontrolled entries are masked out)
+        terms = {"latent": F.mse_loss(x0, z),
+                 "control": self.cond_ratio * masked_control_loss(joints, target, hint_mask)}
+        terms["loss"] = terms["latent"] + terms["control"]
+        return terms
+
+
+def main(data: str | Path, out: str | Path, *, preset: str = "default", overrides: list[str] | None = None,
+         config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+    cfg = load_stage_config("controlnet", preset, overrides, config)
+    seed = int(cfg["train"]["seed"])
+    ctx = setup(seed)
+    dataset = HumanML3D(data, "train", seed=seed, control=control_spec(cfg))
+    settings = train_settings(cfg, len(dataset), ctx.world_size)
+    text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
+    text.warm(dataset)
+    lcm_model = load_stage_output(out, "lcm")
+    model = MotionLCM(model_config(cfg, text.dim, time_cond_proj_dim=lcm_model.denoiser.time_cond_proj_dim,
+                                   controlnet=True))
+    model.vae.load_state_dict(lcm_model.vae.state_dict())
+    model.denoiser.load_state_dict(lcm_model.denoiser.state_dict())
+    # ControlNet = the denoiser's weights; its condition embedding and output projections stay zero.
+    missing, unexpected = model.controlnet.load_state_dict(lcm_model.denoiser.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("controlnet_") for k in missing):
+        raise ValueError(f"ControlNet init from the denoiser: missing {missing}, unexpected {unexpected}")
+    objective = ControlNetObjective(model, text, dataset.mean, dataset.std, dataset.raw_mean, dataset.raw_std,
+                                    cfg["control"])
+    result = train(objective, dataset, settings, stage_dir(out, "controlnet"), ctx, resume=resume,
+                   stop_after=stop_after)
+    if ctx.is_main and result.steps == settings.steps:
+        export(model, out, "controlnet", cfg, text, dataset, steps=result.steps)
+    return result
