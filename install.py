@@ -1,6 +1,7 @@
 """One-command setup of MotionLCM for Blender: backend environment, extension zip, Blender install.
 
-    python install.py [--venv DIR] [--device auto|cpu|cuda] [--blender PATH] [--out DIR] [--dry-run]
+    python install.py [--venv DIR] [--device auto|cpu|cuda] [--blender PATH] [--out DIR] [--checkpoint PATH]
+                      [--dry-run]
 
 1. a virtual environment for the backend (DIR, default: the user's data folder), with torch 2.13.0:
    the CUDA build when an NVIDIA GPU answers `nvidia-smi`, otherwise the CPU build;
@@ -108,9 +109,9 @@ def find_blender(explicit: str | None = None) -> str | None:
     return None
 
 
-def backend_config(python: Path, device: str) -> dict[str, object]:
+def backend_config(python: Path, device: str, checkpoint: str | None = None) -> dict[str, object]:
     """What the add-on needs to start the backend; keys as motionlcm_blender/client.py reads them."""
-    return {"python": str(python), "backend_root": str(REPO), "device": device, "checkpoint": None}
+    return {"python": str(python), "backend_root": str(REPO), "device": device, "checkpoint": checkpoint}
 
 
 def zip_name() -> str:
@@ -151,7 +152,8 @@ def plan(args: argparse.Namespace) -> list[Step]:
         Step("install the backend (editable) with its embedded defaults", pip + ["-e", str(REPO)]),
         Step("check that the backend imports", [str(python), "-c", "import backend.server, backend.pipeline"]),
     ]
-    config = backend_config(python, "cuda" if build == "cuda" else "cpu")
+    checkpoint = str(Path(args.checkpoint).expanduser().resolve()) if args.checkpoint else None
+    config = backend_config(python, build, checkpoint)
     out_dir = Path(args.out).expanduser().resolve()
     zip_path = out_dir / zip_name()
     steps.append(Step(f"build the extension zip in {out_dir} with {CONFIG_NAME}: {json.dumps(config)}",
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch build: auto = CUDA when nvidia-smi lists a GPU")
     parser.add_argument("--blender", help="Blender executable (default: found on PATH or in usual places)")
     parser.add_argument("--out", default=str(REPO / "dist"), help="where to write the extension zip")
+    parser.add_argument("--checkpoint", help="checkpoint the add-on loads by default (default: the shipped one)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     args = parser.parse_args(argv)
     steps = plan(args)

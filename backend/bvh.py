@@ -242,6 +242,9 @@ def format_bvh(names: list[str] | tuple[str, ...], parents: list[int] | tuple[in
     return "\n".join(lines) + "\n" + body + ("\n" if frames else "")
 
 
-def write_bvh(path: str | Path, *args, **kwargs) -> None:
-    """Write `format_bvh(*args, **kwargs)` to `path`."""
-    Path(path).write_text(format_bvh(*args, **kwargs), encoding="utf-8")
+def write_bvh(path: str | Path, names: list[str] | tuple[str, ...], parents: list[int] | tuple[int, ...],
+              offsets: np.ndarray, root_positions: np.ndarray, local_quats: np.ndarray, frame_time: float,
+              end_sites: dict[int, np.ndarray] | None = None, rotation_order: str = "ZXY") -> None:
+    """Write `format_bvh(...)` of the same arguments to `path`."""
+    text = format_bvh(names, parents, offsets, root_positions, local_quats, frame_time, end_sites, rotation_order)
+    Path(path).write_text(text, encoding="utf-8")

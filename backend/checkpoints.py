@@ -132,7 +132,11 @@ def _build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], origin: str) 
     bad = [k for k, v in state.items() if not v.is_floating_point()]
     if bad:
         raise CheckpointError(f"{origin}: non-floating-point weight tensors {bad[:3]}")
-    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True)
+    weights = {k: v.float().contiguous() for k, v in state.items()}
+    broken = [k for k, v in weights.items() if not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"{origin} is corrupted: non-finite values (NaN/Inf, or float16 overflow) in {broken[:3]}")
+    model.load_state_dict(weights, strict=True, assign=True)
     return model
 
 
@@ -225,6 +229,10 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
     stats = _norm_stats(cfg, dict(mean=mean, std=std, raw_mean=raw_mean, raw_std=raw_std), "save_checkpoint")
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    broken = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"non-finite weights{' after float16 conversion (use half=False)' if half else ''}: "
+                              f"{broken[:3]}")
     tensors.update({f"norm.{k}": torch.from_numpy(v.copy()) for k, v in stats.items()})
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)

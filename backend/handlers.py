@@ -39,27 +39,23 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report) -> dic
         progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
-    settings = dict(generation.settings)
-    variations, fps, rest = [], None, None
+    targets = []
     for i, motion in enumerate(generation.motions):
-        target = retarget(motion, skeleton=request.skeleton, target_fps=request.target_fps,
-                          in_place=request.in_place, foot_lock=request.foot_lock)
-        fps, rest = float(target.fps), target.rest_joints
-        variations.append({"seed": int(generation.seeds[i]), "root_translation": encode_array(target.root_translation),
-                           "local_quats": encode_array(target.local_quats), "joints": encode_array(target.fk())})
+        targets.append(retarget(motion, skeleton=request.skeleton, target_fps=request.target_fps,
+                                in_place=request.in_place, foot_lock=request.foot_lock))
         report("retargeting", (i + 1) / len(generation.motions))
     timings = {name: float(ms) for name, ms in dict(generation.timings).items()}
     timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0
     timings["total"] = (time.perf_counter() - start) * 1000.0
-    settings.update(prompt=request.prompt, frames=request.frames, target_fps=fps,
-                    in_place=request.in_place, foot_lock=request.foot_lock)
-    return {"fps": fps, "frame_count": _frame_count(variations[0]), "joint_names": list(JOINT_NAMES),
-            "parents": list(PARENTS), "rest_joints": encode_array(rest), "variations": variations,
+    first = targets[0]  # every variation shares the skeleton, frame rate and length
+    settings = {**generation.settings, "prompt": request.prompt, "frames": request.frames,
+                "target_fps": float(first.fps), "in_place": request.in_place, "foot_lock": request.foot_lock}
+    return {"fps": float(first.fps), "frame_count": first.num_frames, "joint_names": list(first.joint_names),
+            "parents": list(first.parents), "rest_joints": encode_array(first.rest_joints),
+            "variations": [{"seed": int(seed), "root_translation": encode_array(target.root_translation),
+                            "local_quats": encode_array(target.local_quats), "joints": encode_array(target.fk())}
+                           for seed, target in zip(generation.seeds, targets)],
             "settings": _jsonable(settings), "timings": timings}
-
-
-def _frame_count(variation: dict[str, Any]) -> int:
-    return int(variation["root_translation"]["shape"][0])
 
 
 def _jsonable(value: Any) -> Any:

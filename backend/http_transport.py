@@ -78,6 +78,12 @@ def make_handler(session: Any, token: str | None) -> type[http.server.BaseHTTPRe
             if not self._authorised():
                 self._refuse(401, "unauthorized", "Missing or wrong token (send 'Authorization: Bearer TOKEN').")
                 return
+            # A web page can POST to loopback too: browsers always send Origin with such requests, and
+            # cannot send application/json to another origin without a preflight we never answer.
+            if "Origin" in self.headers or self.headers.get_content_type() != "application/json":
+                self._refuse(403, "forbidden", "Only local programs may call the backend: send "
+                             "Content-Type: application/json and no Origin header.")
+                return
             if self.path != RPC_PATH:
                 self._refuse(404, "not_found", f"Unknown path {self.path!r}; use POST {RPC_PATH}.")
                 return
@@ -110,7 +116,13 @@ def make_server(session: Any, host: str, port: int, token: str | None = None,
                 allow_remote: bool = False) -> http.server.ThreadingHTTPServer:
     """Bound but not yet serving (port 0 picks a free port: see `server_address`)."""
     check_bind(host, allow_remote, token)
-    server = http.server.ThreadingHTTPServer((host, port), make_handler(session, token))
+    server_class = http.server.ThreadingHTTPServer
+    if ":" in host:  # an IPv6 address such as ::1
+        server_class = type("ThreadingHTTPServerV6", (server_class,), {"address_family": socket.AF_INET6})
+    try:
+        server = server_class((host, port), make_handler(session, token))
+    except OSError as exc:  # port in use, address not on this machine...
+        raise BindRefused(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
     server.daemon_threads = True
     return server
 

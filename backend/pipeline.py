@@ -23,12 +23,12 @@ from .errors import CheckpointError, InvalidRequest
 from .features import denormalize, features_to_joints
 from .motion import Motion
 from .sampler import decode_latents, sample_ddim, sample_lcm
+from .schedulers import LCMScheduler
 from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 from .text_encoders import check_text_encoder, load_text_encoder
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
-LCM_STEPS = (1, 2, 4)
 DDIM_STEPS = 50  # the MLD teacher's validation setting, for checkpoints without LCM w-conditioning
 DDIM_GUIDANCE = 7.5
 MAX_VARIATIONS = 64
@@ -114,8 +114,9 @@ class MotionLCMPipeline:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_FRAMES <= n <= MAX_FRAMES:
                 raise InvalidRequest(f"length {n!r} frames is outside the trained range {MIN_FRAMES}..{MAX_FRAMES} "
                                      f"frames ({MIN_FRAMES / FPS:g}..{MAX_FRAMES / FPS:g} s at {FPS:g} fps)")
-        if self.is_lcm and steps not in LCM_STEPS:
-            raise InvalidRequest(f"steps must be one of {LCM_STEPS} for an LCM checkpoint, got {steps!r}")
+        if self.is_lcm and steps not in self.checkpoint.lcm_timesteps:
+            raise InvalidRequest(f"steps must be one of {sorted(self.checkpoint.lcm_timesteps)} for this LCM "
+                                 f"checkpoint, got {steps!r}")
         if not self.is_lcm and (not isinstance(steps, int) or not 1 <= steps <= 1000):
             raise InvalidRequest(f"steps must be an integer in 1..1000 for DDIM sampling, got {steps!r}")
         if guidance is not None and not (np.isfinite(guidance) and guidance >= 1.0):
@@ -206,8 +207,9 @@ class MotionLCMPipeline:
                                steps=steps, guidance=guidance)
         noise = [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
                  for _ in range(steps - 1)]
+        scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
         return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
-                          guidance=guidance, noise=noise)
+                          guidance=guidance, noise=noise, scheduler=scheduler)
 
 
 class _Clock:

@@ -179,12 +179,12 @@ def _frames(value: Any) -> int:
 
 
 def _controls(value: Any, frames: int) -> list:
-    from .controls import JointControl, validate_controls  # imports torch: only requests with controls pay
-
-    if value is None:
+    if value is None or value == []:
         return []
     if not isinstance(value, list):
         raise InvalidRequest(f"controls must be a list of {{joint, frames, positions}} objects, got {value!r}.")
+    from .controls import JointControl, validate_controls  # imports torch: only requests with controls pay
+
     controls = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
@@ -197,7 +197,10 @@ def _controls(value: Any, frames: int) -> list:
             controls.append(JointControl.from_dict(fields))
         except InvalidRequest as exc:
             raise InvalidRequest(f"controls[{i}]: {exc}.") from exc
-    validate_controls(controls, frames)
+    try:
+        validate_controls(controls, frames)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"controls: {exc}.") from exc
     return controls
 
 

@@ -75,9 +75,14 @@ def sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, *,
         raise InvalidRequest("this checkpoint has no LCM w-conditioning (cond_proj); use sample_ddim")
     scheduler = scheduler or LCMScheduler()
     timesteps = scheduler.set_timesteps(steps)
-    if noise is not None and len(noise) != steps - 1:
-        raise InvalidRequest(f"{steps}-step sampling re-noises {steps - 1} times, got {len(noise)} noise tensors")
-    guidance = CFG_STEP_MAP.get(steps, CFG_STEP_MAP[1]) if guidance is None else float(guidance)
+    if noise is not None and (len(noise) != steps - 1 or any(n.shape != z_T.shape for n in noise)):
+        raise InvalidRequest(f"{steps}-step sampling re-noises {steps - 1} times: expected {steps - 1} noise "
+                             f"tensors of shape {tuple(z_T.shape)}, got {[tuple(n.shape) for n in noise]}")
+    if guidance is None:
+        if steps not in CFG_STEP_MAP:
+            raise InvalidRequest(f"no default guidance for {steps} steps: pass guidance explicitly")
+        guidance = CFG_STEP_MAP[steps]
+    guidance = float(guidance)
     batch, device = z_T.shape[0], z_T.device
     w_emb = lcm_guidance_embedding(guidance, batch, proj_dim, device).to(z_T.dtype)
 
@@ -154,8 +159,9 @@ def sample_ddim(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, *,
             eps = eps_uncond + guidance * (eps_text - eps_uncond)
         out = scheduler.step(eps, t, z, eta=eta, generator=generator)
         if record is not None:
-            record.update({f"step{k}_t": t.clone(), f"step{k}_model_output": eps.clone(),
-                           f"step{k}_denoised": out.denoised.clone()})
+            record.update({f"step{k}_t": t.clone(), f"step{k}_sample_in": z.clone(),
+                           f"step{k}_model_output": eps.clone(), f"step{k}_denoised": out.denoised.clone(),
+                           f"step{k}_prev_sample": out.prev_sample.clone()})
         z = out.prev_sample
     if record is not None:
         record["z_0"] = z.clone()

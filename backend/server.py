@@ -90,12 +90,12 @@ class Session:
                 **self._info, "busy": busy, "queued": queued}
 
     def _enqueue(self, job: Job) -> None:
+        if self.closed.is_set():
+            raise protocol.Cancelled("The backend is shutting down.")
+        job.sink(protocol.progress(job.request_id, "queued", 0.0))  # before the worker can report anything
         with self._lock:
-            if self.closed.is_set():
-                raise protocol.Cancelled("The backend is shutting down.")
             self._queue.append(job)
             self._lock.notify()
-        job.sink(protocol.progress(job.request_id, "queued", 0.0))
 
     def cancel(self, target: str | int) -> bool:
         """Drop a queued job at once, or flag the running one to stop at its next stage boundary."""
@@ -123,6 +123,12 @@ class Session:
             job.sink(protocol.error_from_exception(job.request_id, protocol.Cancelled()))
         self._worker.join(timeout)
 
+    def wait_idle(self) -> None:
+        """Block until every queued request is answered (or the session closes)."""
+        with self._lock:
+            while not self.closed.is_set() and (self._queue or self._running is not None):
+                self._lock.wait(0.5)  # `closed` may be set without a notify (a failed write)
+
     # ------------------------------------------------------------ worker thread
 
     def _work(self) -> None:
@@ -142,6 +148,7 @@ class Session:
             finally:
                 with self._lock:
                     self._running = None
+                    self._lock.notify_all()
 
     def _run(self, job: Job) -> Reply:
         from . import handlers  # numpy/torch-heavy; keeps start-up and ping fast
@@ -174,7 +181,9 @@ class Session:
 # ---------------------------------------------------------------- stdio transport
 
 def serve_stdio(session: Session, stdin: Any = None, stdout: Any = None) -> None:
-    """Read request lines until end of input or `shutdown`; replies go to `stdout` (binary streams)."""
+    """Read request lines until end of input or `shutdown`; replies go to `stdout` (binary streams).
+
+    At end of input the requests already read are still answered; `shutdown` cancels them instead."""
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else _protocol_stdout()
     write_lock = threading.Lock()
@@ -197,6 +206,7 @@ def serve_stdio(session: Session, stdin: Any = None, stdout: Any = None) -> None
                 pass  # skip the rest of the oversized line
         if line.strip():
             session.handle_line(line, sink)
+    session.wait_idle()  # end of input: answer what was asked (after `shutdown` nothing is left)
     session.close(timeout=5.0)
 
 
@@ -215,17 +225,9 @@ def default_engine_factory(checkpoint: str | None, device: str, text_encoder: st
     def load() -> Any:
         from .pipeline import MotionLCMPipeline  # torch is imported here, not at start-up
 
-        return MotionLCMPipeline.from_checkpoint(checkpoint, device=resolve_device(device), text_encoder=text_encoder)
+        return MotionLCMPipeline.from_checkpoint(checkpoint, device=device, text_encoder=text_encoder)
 
     return load
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,8 +27,9 @@ def unregister() -> None:
     import bpy
 
     from . import session
-    session.shutdown()  # stop the backend process and forget any running job
     properties, preferences, operators, panel = _modules()
+    operators.stop_timer(bpy.context.window_manager)  # a generation may still be running
+    session.shutdown()  # stop the backend process and forget the running job
     for cls in reversed(operators.CLASSES + panel.CLASSES):
         bpy.utils.unregister_class(cls)
     bpy.utils.unregister_class(preferences.MotionLCMPreferences)

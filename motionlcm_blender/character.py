@@ -29,14 +29,12 @@ def rest_joints_of(obj: bpy.types.Object) -> np.ndarray:
     return np.asarray(obj[REST_JOINTS_TAG], dtype=np.float64).reshape(-1, 3)
 
 
-def joint_names_of(obj: bpy.types.Object) -> list[str]:
-    return list(obj[SKELETON_TAG].split(","))
-
-
 def _build_bones(arm_obj: bpy.types.Object, names: list[str], parents: list[int], heads: np.ndarray,
                  context: bpy.types.Context) -> None:
     tails = pose_math.rest_bone_tails(heads, parents)
     view_layer = context.view_layer
+    if context.mode != "OBJECT":  # edit bones need Edit Mode on this armature alone
+        bpy.ops.object.mode_set(mode="OBJECT")
     previous_active = view_layer.objects.active
     view_layer.objects.active = arm_obj
     bpy.ops.object.mode_set(mode="EDIT")

@@ -32,6 +32,7 @@ from . import wire
 
 CONFIG_FILE = Path(__file__).with_name("backend_config.json")  # written by install.py into the extension
 FINAL_TYPES = ("result", "error")
+SHUTDOWN_ID = "client-shutdown"  # our own shutdown request; its reply is not for poll()
 
 
 class BackendError(RuntimeError):
@@ -46,9 +47,14 @@ def read_backend_config(path: str | os.PathLike | None = None) -> dict[str, Any]
     """install.py's settings ({"python", "backend_root", "checkpoint", "device", ...}); {} when absent."""
     path = Path(path) if path is not None else CONFIG_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        raise BackendError("backend_unavailable", f"{path} is unreadable ({exc}); run install.py again.") from exc
+    if not isinstance(config, dict):
+        raise BackendError("backend_unavailable", f"{path} holds no settings object; run install.py again.")
+    return config
 
 
 class _Child:
@@ -156,9 +162,11 @@ class BackendClient:
 
     def _start(self) -> None:
         python = self.python
-        if not python or not (shutil.which(python) or os.access(python, os.X_OK)):
-            raise BackendError("backend_unavailable", f"The backend interpreter {python!r} was not found. "
-                               "Run install.py, or set the backend Python in the MotionLCM add-on preferences.")
+        fix = "Run install.py, or set the backend Python in the MotionLCM add-on preferences."
+        if not python:
+            raise BackendError("backend_unavailable", f"No backend interpreter is configured. {fix}")
+        if not (shutil.which(python) or os.access(python, os.X_OK)):
+            raise BackendError("backend_unavailable", f"The backend interpreter {python!r} was not found. {fix}")
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
         env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         if self.backend_root:
@@ -180,11 +188,12 @@ class BackendClient:
         child = self._child
         owes_reply = message["id"] not in self._internal
         with child.lock:
-            if child.finished:
-                self._report_lost(child, [message["id"]] if owes_reply else [])
-                return
-            if owes_reply:
+            gone = child.finished
+            if owes_reply and not gone:
                 child.pending.add(message["id"])
+        if gone:
+            self._report_lost(child, [message["id"]] if owes_reply else [])
+            return
         try:
             child.popen.stdin.write((json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8"))
             child.popen.stdin.flush()
@@ -197,7 +206,7 @@ class BackendClient:
             return
         child.stopping = True
         try:
-            child.popen.stdin.write(b'{"id":"client-shutdown","type":"shutdown"}\n')
+            child.popen.stdin.write(json.dumps({"id": SHUTDOWN_ID, "type": "shutdown"}).encode() + b"\n")
             child.popen.stdin.close()
             child.popen.wait(timeout)
         except (OSError, subprocess.TimeoutExpired):
@@ -239,7 +248,7 @@ class BackendClient:
     def _deliver(self, reply: dict[str, Any], pending: set[str]) -> None:
         job_id = reply.get("id")
         final = reply.get("type") in FINAL_TYPES
-        if job_id in self._internal or job_id == "client-shutdown":
+        if job_id in self._internal or job_id == SHUTDOWN_ID:
             if final:
                 self._internal.discard(job_id)
             return

@@ -48,6 +48,9 @@ def _curve_path(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.nda
         evaluated = obj.evaluated_get(depsgraph)
         mesh = evaluated.to_mesh()
         try:
+            if len(mesh.polygons):
+                raise curves.CurveError(f"Curve '{obj.name}' has bevel or extrusion, so its NURBS path cannot be "
+                                        "read; remove them or convert the spline to Bezier or Poly.")
             local = _read(mesh.vertices, "co", 3)
         finally:
             evaluated.to_mesh_clear()
@@ -72,6 +75,7 @@ def _grease_pencil_stroke(obj: bpy.types.Object) -> np.ndarray:
             raise curves.CurveError(f"Grease Pencil '{obj.name}' has no stroke on the current frame of "
                                     f"layer '{layer.name}'; draw the path there.")
         local = np.array([tuple(p.position) for p in strokes[-1].points], dtype=np.float64)
+        local = curves.transform_points(local, np.array(layer.matrix_local))  # the layer's own transform
     else:  # legacy GPENCIL (Blender 4.2)
         frame = layer.active_frame
         if frame is None or len(frame.strokes) == 0:

@@ -16,6 +16,7 @@ import numpy as np
 from . import bake, character, curve_sources, curves, generation_request
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
+HISTORY_LIMIT = 50
 
 
 @dataclass
@@ -102,9 +103,10 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
         props = _action_props(result, variation, plan)
         if plan.target == RIG:
             from . import retarget_rig
-            action = retarget_rig.retarget_to_rig(obj, result, index, mapping=plan.mapping,
-                                                  start_frame=plan.start_frame, scene_fps=plan.scene_fps,
-                                                  name=name, props=props)
+            # in_place was already applied by the backend (the request's in_place field)
+            action = retarget_rig.bake_to_rig(obj, variation, name, plan.start_frame,
+                                              frame_step=plan.scene_fps / float(result["fps"]), preset=plan.mapping,
+                                              props=props, rest_joints=result["rest_joints"])
         else:
             action = bake.bake_variation(obj, list(result["joint_names"]), variation, float(result["fps"]),
                                          plan.start_frame, plan.scene_fps, name, props, plan.unit_scale)
@@ -119,7 +121,6 @@ def _add_history(context: bpy.types.Context, plan: GenerationPlan, seed: int, ac
     for key, value in plan.history.items():
         setattr(item, key, value)
     item.seed, item.action, item.target = seed, action, obj
-    context.scene.motionlcm.active_history = len(context.scene.motionlcm.history) - 1
 
 
 def apply_generation(context: bpy.types.Context, plan: GenerationPlan,
@@ -147,4 +148,12 @@ def apply_generation(context: bpy.types.Context, plan: GenerationPlan,
         elif snapshot is not None:
             bake.restore_animation(obj, snapshot)
         raise
+    _trim_history(context.scene.motionlcm)
     return obj
+
+
+def _trim_history(settings: Any) -> None:
+    """Keep the newest HISTORY_LIMIT entries (their Actions stay in the file)."""
+    while len(settings.history) > HISTORY_LIMIT:
+        settings.history.remove(0)
+    settings.active_history = len(settings.history) - 1

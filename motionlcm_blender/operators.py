@@ -6,8 +6,6 @@ The scene is changed only when the reply is applied, in one step, so a single Ct
 operators carry the UNDO flag, and a cancelled or failed run returns CANCELLED: no undo step, no change).
 """
 
-from __future__ import annotations
-
 import random
 
 import bpy
@@ -29,12 +27,17 @@ def _redraw_panels(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
+def stop_timer(window_manager: bpy.types.WindowManager) -> None:
+    if session.timer is not None:
+        window_manager.event_timer_remove(session.timer)
+        session.timer = None
+
+
 class _BackendOperator:
     """Modal skeleton shared by Generate and Create Character: submit, poll on a timer, apply."""
 
     character_only = False
-    _timer = None
-    _plan: generation.GenerationPlan | None = None
+    _plan = None  # generation.GenerationPlan once execute() has validated the panel
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -49,13 +52,15 @@ class _BackendOperator:
             if context.window is None:
                 raise generation_request.RequestError(
                     "Generating needs a Blender window; from a script or the command line use `motionlcm generate`.")
-            client = session.client_for(preferences.backend_config(context))
+            client = session.client_for(preferences.backend_config(preferences.addon_preferences(context)))
             session.job = BackendJob(client, self._plan.requests)
         except USER_ERRORS as exc:
             return self._fail(context, str(exc))
+        except Exception as exc:  # a bug or an unusual object: report it, never raise into Blender's UI
+            return self._fail(context, f"Could not prepare the generation ({type(exc).__name__}): {exc}")
         session.set_info("Starting the backend…")
         wm = context.window_manager
-        self._timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
+        session.timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
@@ -90,7 +95,9 @@ class _BackendOperator:
         self._finish(context, {"CANCELLED"})
 
     def _done_message(self, obj: bpy.types.Object) -> str:
-        return f"created {obj.name}."
+        if self.character_only:
+            return f"created {obj.name}."
+        return f"baked '{obj.animation_data.action.name}' onto {obj.name}."
 
     def _fail(self, context: bpy.types.Context, message: str) -> set[str]:
         session.set_error(message)
@@ -99,9 +106,7 @@ class _BackendOperator:
         return {"CANCELLED"}
 
     def _finish(self, context: bpy.types.Context, outcome: set[str]) -> set[str]:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
+        stop_timer(context.window_manager)
         session.job = None
         _redraw_panels(context)
         return outcome
@@ -113,10 +118,6 @@ class MOTIONLCM_OT_generate(_BackendOperator, Operator):
     bl_idname = "motionlcm.generate"
     bl_label = "Generate"
     bl_options = {"REGISTER", "UNDO"}
-
-    def _done_message(self, obj: bpy.types.Object) -> str:
-        action = obj.animation_data.action
-        return f"baked '{action.name}' onto {obj.name}."
 
 
 class MOTIONLCM_OT_create_character(_BackendOperator, Operator):

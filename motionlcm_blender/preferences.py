@@ -5,8 +5,6 @@ is a child process on stdio, or a server on this machine (loopback URL): client.
 host, which is why the manifest asks for no `network` permission.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import bpy
@@ -57,13 +55,17 @@ def _path(value: str) -> str:
     return bpy.path.abspath(value) if value else ""
 
 
-def backend_config(context: bpy.types.Context) -> dict[str, Any]:
+def addon_preferences(context: bpy.types.Context) -> MotionLCMPreferences | None:
+    """This add-on's preferences, or None when it was registered without being enabled (tests, scripts)."""
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def backend_config(prefs: Any) -> dict[str, Any]:
     """install.py's backend_config.json with every preference the user filled in taking precedence."""
     config = client.read_backend_config()
-    addon = context.preferences.addons.get(__package__)
-    if addon is None:
+    if prefs is None:
         return config
-    prefs = addon.preferences
     overrides = {"python": _path(prefs.backend_python), "url": prefs.server_url.strip(),
                  "token": prefs.server_token, "checkpoint": _path(prefs.checkpoint_path),
                  "text_encoder": _path(prefs.text_encoder_path), "smpl_dir": _path(prefs.smpl_model_dir)}

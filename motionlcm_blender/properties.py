@@ -5,18 +5,16 @@ and enforces the trained range 40..196 (2.0..9.8 s) with a clear message, so the
 guide the slider.
 """
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 from bpy.types import PropertyGroup
 
-from . import curve_sources, generation_request
+from . import curve_sources, generation_request, rig_mapping
 
 JOINT_LABELS = {"pelvis": "Pelvis", "head": "Head", "left_wrist": "Left Wrist", "right_wrist": "Right Wrist",
                 "left_foot": "Left Foot", "right_foot": "Right Foot"}
-AUTO_MAPPING = "AUTO"
+AUTO_MAPPING = "auto"  # rig_mapping.resolve_mapping's name for auto-detection
 
 
 def _is_control_source(_self, obj: bpy.types.Object) -> bool:
@@ -27,15 +25,9 @@ def _is_armature(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "ARMATURE"
 
 
-def _mapping_items(_self, _context) -> list[tuple[str, str, str]]:
-    items = [(AUTO_MAPPING, "Auto-detect", "Match the rig's bone names against every known preset")]
-    try:
-        from . import rig_mapping
-        items += [(key, key.replace("_", " ").title(), f"Bone names of the {key} preset")
-                  for key in rig_mapping.preset_names()]
-    except (ImportError, AttributeError):
-        pass  # retargeting not installed yet: auto-detect only
-    return items
+# Static items: Blender keeps no reference to strings a dynamic items callback returns.
+MAPPING_ITEMS = [(AUTO_MAPPING, "Auto-detect", "Match the rig's bone names against every known preset")] + [
+    (key, preset.label, f"Bone names of the {preset.label} preset") for key, preset in rig_mapping.PRESETS.items()]
 
 
 class MotionLCMControl(PropertyGroup):
@@ -89,7 +81,7 @@ class MotionLCMSettings(PropertyGroup):
         ("NEW", "New SMPL Character", "Create a new SMPL character and animate it"),
         ("ARMATURE", "Existing Armature", "Animate an armature: a MotionLCM character or a mapped rig")])
     armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature)
-    mapping: EnumProperty(name="Bone Mapping", items=_mapping_items,
+    mapping: EnumProperty(name="Bone Mapping", items=MAPPING_ITEMS, default=AUTO_MAPPING,
                           description="How the rig's bones correspond to the SMPL joints")
     history: CollectionProperty(type=MotionLCMHistoryItem)
     active_history: IntProperty(name="Active Generation")
@@ -97,7 +89,8 @@ class MotionLCMSettings(PropertyGroup):
     def generation_settings(self, scene_fps: float) -> generation_request.GenerationSettings:
         """The plain values the pure request builder validates."""
         return generation_request.GenerationSettings(
-            prompt=self.prompt_text.as_string() if self.prompt_text else self.prompt, seconds=self.seconds, steps=int(self.steps),
+            prompt=self.prompt_text.as_string() if self.prompt_text else self.prompt, seconds=self.seconds,
+            steps=int(self.steps),
             guidance=self.guidance if self.use_guidance else None, seed=self.seed, variations=self.variations,
             target_fps=scene_fps, in_place=self.in_place, foot_lock=self.foot_lock)
 

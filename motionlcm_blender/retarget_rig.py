@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 from mathutils import Quaternion
 
-from . import bake, rig_mapping, rig_solver
+from . import bake, pose_math, rig_mapping, rig_solver
 from .rig_mapping import JOINT_NAMES, RigMappingError
 
 Channels = dict[tuple[str, str], np.ndarray]
@@ -39,8 +39,9 @@ def _constraints_of(obj: bpy.types.Object, pose_bone: bpy.types.PoseBone,
                 or c.owner_space != c.target_space or c.owner_space not in ("WORLD", "LOCAL")
                 or c.mix_mode != "REPLACE"):
             continue
-        if c.type == "COPY_ROTATION" and not (c.use_x and c.use_y and c.use_z) or \
-                any(getattr(c, f"invert_{axis}", False) for axis in "xyz"):
+        partial_copy = c.type == "COPY_ROTATION" and (
+            not (c.use_x and c.use_y and c.use_z) or c.invert_x or c.invert_y or c.invert_z)
+        if partial_copy:
             continue
         found.append(rig_solver.Constraint(c.type, index[c.subtarget], float(c.influence), c.owner_space))
     return found
@@ -59,7 +60,7 @@ def rig_rest_of(armature_obj: bpy.types.Object) -> rig_solver.RigRest:
 
 def _check_keyable(armature_obj: bpy.types.Object, mapping: rig_mapping.RigMapping) -> None:
     driven = [f"{bone} ({c.type.replace('_', ' ').title()})"
-              for bone in mapping.bones.values()
+              for bone in dict.fromkeys([*mapping.bones.values(), mapping.root_bone])
               for c in armature_obj.pose.bones[bone].constraints
               if c.type in _OVERRIDING and c.enabled and c.influence > 0]
     if driven:
@@ -135,6 +136,27 @@ def retarget_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], p
             path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{prop}"]'
             channels[("", path)] = np.full((len(root), 1), value)
     return channels
+
+
+def rig_target_matrix(armature_obj: bpy.types.Object, rest_joints: Any, preset: str | None = "auto",
+                      root_scale: float | None = None, unit_scale: float = 1.0) -> np.ndarray:
+    """World -> target space (Blender axes, scene units) for control points of a generate request for this rig.
+
+    curves.blender_to_humanml(curves.transform_points(world, matrix), unit_scale) gives the HumanML3D pelvis
+    position that retarget_to_rig (same rest_joints, preset, root_scale) puts on the world point; exact for the
+    pelvis, approximate for joints whose lengths differ between the rig and SMPL. Raises RigMappingError.
+    """
+    if armature_obj is None or armature_obj.type != "ARMATURE":
+        raise RigMappingError(f"'{getattr(armature_obj, 'name', 'nothing')}' is not an armature.")
+    mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
+    heads = rig_solver.joint_heads(rig_rest_of(armature_obj), mapping.positions)
+    root = rig_solver.root_mapping(heads, np.asarray(rest_joints, dtype=np.float64), root_scale)
+    to_model = np.eye(4)  # armature space -> HumanML3D metres, RootMapping.to_model as a matrix
+    to_model[:3, :3] = root.axes.T / root.scale
+    to_model[:3, 3] = root.smpl_pelvis - root.axes.T @ root.rig_pelvis / root.scale
+    to_target = np.eye(4)
+    to_target[:3, :3] = pose_math.AXES_HUMANML_TO_BLENDER / unit_scale
+    return to_target @ to_model @ np.linalg.inv(np.array(armature_obj.matrix_world))
 
 
 def bake_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], name: str, start_frame: float,

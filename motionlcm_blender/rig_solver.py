@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .pose_math import make_continuous
 from .rig_mapping import JOINT_INDEX, JOINT_NAMES, PARENTS
 
 # Which SMPL child a joint's bone points at (its centre-line or limb child); leaves have none.
@@ -50,12 +51,29 @@ class RigRest:
         return self.names.index(name)
 
 
+@dataclass(frozen=True)
+class RootMapping:
+    """Where a pelvis position in HumanML3D space lands in the rig's armature space, and back.
+
+    The SMPL rest pelvis maps onto the rig's rest pelvis; displacements from it are turned by `axes` and
+    scaled by `scale` (armature units per metre; by default rig hip height / SMPL hip height)."""
+    axes: np.ndarray  # (3, 3) HumanML3D -> armature space
+    scale: float
+    rig_pelvis: np.ndarray  # (3,) rest pelvis, armature space
+    smpl_pelvis: np.ndarray  # (3,) rest pelvis, HumanML3D metres
+
+    def to_rig(self, points: np.ndarray) -> np.ndarray:
+        return self.rig_pelvis + self.scale * (np.asarray(points) - self.smpl_pelvis) @ self.axes.T
+
+    def to_model(self, points: np.ndarray) -> np.ndarray:
+        return self.smpl_pelvis + (np.asarray(points) - self.rig_pelvis) @ self.axes / self.scale
+
+
 @dataclass
 class RigPose:
     rotations: dict[str, np.ndarray]  # bone -> (T, 4) w, x, y, z basis rotations, sign-continuous
     root_location: np.ndarray  # (T, 3) basis location of the root bone (bone axes, armature units)
-    axes: np.ndarray  # (3, 3) HumanML3D -> armature space
-    scale: float  # armature units per HumanML3D metre applied to the root translation
+    root: RootMapping
 
 
 # ---- rotation helpers (vectorised over leading axes) ----
@@ -75,7 +93,8 @@ def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
     candidates = np.stack([
-        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                  m[..., 1, 0] - m[..., 0, 1]], -1),
         np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - trace, m[..., 0, 1] + m[..., 1, 0],
                   m[..., 0, 2] + m[..., 2, 0]], -1),
         np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - trace,
@@ -86,15 +105,6 @@ def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return q * np.where(q[..., :1] < 0, -1.0, 1.0)
-
-
-def make_continuous(quats: np.ndarray) -> np.ndarray:
-    """Flip signs along axis 0 so consecutive quaternions share a hemisphere (no interpolation spins)."""
-    q = np.array(quats, dtype=np.float64)
-    for t in range(1, len(q)):
-        if np.dot(q[t], q[t - 1]) < 0:
-            q[t] = -q[t]
-    return q
 
 
 def slerp_matrices(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
@@ -175,6 +185,22 @@ def rig_axes(rig_joints: dict[int, np.ndarray]) -> np.ndarray:
     return snapped if np.isclose(np.linalg.det(snapped), 1.0) else measured
 
 
+def joint_heads(rig: RigRest, positions: dict[str, str]) -> dict[int, np.ndarray]:
+    """Rest joint positions of the rig (armature space), by SMPL joint index."""
+    return {JOINT_INDEX[j]: rig.matrices[rig.index(b)][:3, 3] for j, b in positions.items()}
+
+
+def root_mapping(heads: dict[int, np.ndarray], rest_joints: np.ndarray,
+                 root_scale: float | None = None) -> RootMapping:
+    axes = rig_axes(heads)
+    rest_joints = np.asarray(rest_joints, dtype=np.float64)
+    if root_scale is None:
+        ankles = (heads[JOINT_INDEX["left_ankle"]] + heads[JOINT_INDEX["right_ankle"]]) / 2
+        smpl_ankles = (rest_joints[JOINT_INDEX["left_ankle"]] + rest_joints[JOINT_INDEX["right_ankle"]]) / 2
+        root_scale = float(np.dot(heads[0] - ankles, axes[:, 1]) / (rest_joints[0, 1] - smpl_ankles[1]))
+    return RootMapping(axes, root_scale, heads[0], rest_joints[0])
+
+
 def _aim(joint: int, mapped: set[int]) -> int | None:
     child = AIM_CHILD.get(joint)
     while child is not None and child not in mapped:
@@ -194,9 +220,8 @@ def _evaluation_order(rig: RigRest, needed: set[int]) -> list[int]:
         deps = [rig.parents[b]] if rig.parents[b] >= 0 else []
         deps += [c.target for c in rig.constraints[b]]
         for d in deps:
-            if state.get(d) is False:
-                raise ValueError(f"Bone '{rig.names[b]}' depends on itself through '{rig.names[d]}'.")
-            visit(d)
+            if state.get(d) is not False:  # a dependency cycle (Blender warns and breaks it too) is skipped
+                visit(d)
         state[b] = True
         order.append(b)
 
@@ -229,7 +254,7 @@ def _evaluate(rig: RigRest, order: list[int], targets: dict[int, np.ndarray], ro
         if b not in targets:  # mapped bones must not be constrained (checked by the caller)
             for c in rig.constraints[b]:
                 weight = min(c.influence, 1.0)
-                if weight <= 0:
+                if weight <= 0 or c.target not in rot:  # not evaluated first: part of a skipped cycle
                     continue
                 if c.space == "LOCAL":
                     r = own[b] @ slerp_matrices(np.swapaxes(own[b], -1, -2) @ r, basis[c.target], weight)
@@ -253,8 +278,9 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
     root_translation = np.asarray(root_translation, dtype=np.float64)
     frames = len(root_translation)
-    heads = {JOINT_INDEX[j]: rig.matrices[rig.index(b)][:3, 3] for j, b in positions.items()}
-    axes = rig_axes(heads)
+    heads = joint_heads(rig, positions)
+    root_map = root_mapping(heads, rest_joints, root_scale)
+    axes = root_map.axes
     glob_h, pos_h = smpl_forward_kinematics(rest_joints, root_translation, local_quats)
     glob = axes @ glob_h @ axes.T  # SMPL world rotations relative to rest, armature axes
     pos = pos_h @ axes.T
@@ -265,7 +291,7 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     world: dict[int, np.ndarray] = {}
     for j in sorted(mapped):  # parents first, so leaves can reuse their parent's alignment
         aim = _aim(j, set(heads))
-        if aim is None:
+        if aim is None or np.linalg.norm(heads[aim] - heads[j]) < 1e-6:  # leaf, or no span to align
             ancestor = PARENTS[j]
             while ancestor >= 0 and ancestor not in align:
                 ancestor = PARENTS[ancestor]
@@ -290,15 +316,10 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     needed = set(targets) | {root, pelvis_bone}
     order = _evaluation_order(rig, needed)
 
-    if root_scale is None:
-        ankles = (heads[JOINT_INDEX["left_ankle"]] + heads[JOINT_INDEX["right_ankle"]]) / 2
-        rig_height = np.dot(heads[0] - ankles, axes[:, 1])
-        smpl_height = np.dot(smpl_rest[0] - (smpl_rest[7] + smpl_rest[8]) / 2, axes[:, 1])
-        root_scale = float(rig_height / smpl_height)
-    travel = root_translation - rest_joints[0]
+    pelvis = root_translation.copy()
     if in_place:
-        travel[:, [0, 2]] = 0.0  # HumanML3D's ground plane is x-z
-    goal = heads[0] + root_scale * travel @ axes.T
+        pelvis[:, [0, 2]] = rest_joints[0, [0, 2]]  # HumanML3D's ground plane is x-z
+    goal = root_map.to_rig(pelvis)
 
     # Root location: offset the root bone so the pelvis lands on the goal, whatever pivot the rig uses.
     _, head0, own = _evaluate(rig, order, targets, root, np.zeros((frames, 3)), frames)
@@ -307,4 +328,4 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     # Rotations do not depend on the root offset, so each bone's frame before its basis ("own") is final.
     rotations = {rig.names[b]: make_continuous(matrix_to_quat(np.swapaxes(own[b], -1, -2) @ target))
                  for b, target in targets.items()}
-    return RigPose(rotations, root_location, axes, root_scale)
+    return RigPose(rotations, root_location, root_map)

@@ -14,6 +14,7 @@ from .client import BackendClient
 _client: BackendClient | None = None
 _client_config: dict[str, Any] | None = None
 job: BackendJob | None = None
+timer = None  # the running operator's window timer (bpy.types.Timer), removed on finish or unregister
 last_error = ""
 last_info = ""
 

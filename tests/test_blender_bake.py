@@ -19,10 +19,10 @@ def smpl():
 
 
 def _bake(obj, result, start_frame=1, variation=0):
+    seed = result["variations"][variation]["seed"]
     return bake.bake_variation(obj, result["joint_names"], result["variations"][variation], result["fps"],
-                               start_frame, 24.0, bake.action_name("a person walks", result["variations"][variation]["seed"]),
-                               {"motionlcm_seed": result["variations"][variation]["seed"],
-                                "motionlcm_settings": result["settings"]})
+                               start_frame, 24.0, bake.action_name("a person walks", seed),
+                               {"motionlcm_seed": seed, "motionlcm_settings": result["settings"]})
 
 
 def _posed_heads(obj, frame):
@@ -30,7 +30,7 @@ def _posed_heads(obj, frame):
     scene.frame_set(frame)
     evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
     world = np.array(evaluated.matrix_world)
-    heads = np.array([evaluated.pose.bones[n].head for n in character.joint_names_of(obj)])
+    heads = np.array([evaluated.pose.bones[n].head for n in skeleton_reply()["joint_names"]])
     return heads @ world[:3, :3].T + world[:3, 3]
 
 
@@ -82,3 +82,40 @@ def test_bake_refuses_armature_without_smpl_bones(smpl):
     with pytest.raises(ValueError, match="lacks the bones"):
         _bake(other, generate_result(frames=40))
     assert len(bpy.data.actions) == 0
+
+
+def test_bake_in_centimetre_scene_units():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.unit_settings.scale_length = 0.01
+    obj = character.create_character(bpy.context, skeleton_reply(), unit_scale=0.01)
+    result = generate_result(frames=40, fps=20.0)
+    variation = result["variations"][0]
+    bake.bake_variation(obj, result["joint_names"], variation, 20.0, 1, 20.0, "cm", unit_scale=0.01)
+    for frame in (1, 20, 40):
+        expected = curves.humanml_to_blender(variation["joints"][frame - 1], 0.01)
+        assert np.abs(_posed_heads(obj, frame) - expected).max() < 0.1  # 1 mm in centimetre units
+
+
+def test_keys_are_linear_and_one_per_frame(smpl):
+    action = _bake(smpl, generate_result(frames=40))
+    fcurve = _fcurves(action)[0]
+    assert [k.interpolation for k in fcurve.keyframe_points] == ["LINEAR"] * 40
+    assert [k.co[0] for k in fcurve.keyframe_points] == list(range(1, 41))
+
+
+def test_bake_reproduces_the_backends_retarget_of_a_real_clip(data_dir):
+    """Cross-module: backend.retarget's root + local quaternions, baked, give back its own forward kinematics."""
+    from backend.motion import Motion
+    from backend.retarget import retarget
+
+    joints = np.load(data_dir / "humanml3d_reference" / "HumanML3D" / "new_joints" / "012314.npy")[:60]
+    retargeted = retarget(Motion(joints=joints), target_fps=24.0)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    reply = {**skeleton_reply(), "rest_joints": retargeted.rest_joints, "mesh": None}
+    obj = character.create_character(bpy.context, reply)
+    variation = {"root_translation": retargeted.root_translation, "local_quats": retargeted.local_quats}
+    bake.bake_variation(obj, reply["joint_names"], variation, retargeted.fps, 1, 24.0, "real clip")
+    expected = retargeted.fk()
+    errors = [np.abs(_posed_heads(obj, 1 + i) - curves.humanml_to_blender(expected[i])).max()
+              for i in range(0, retargeted.num_frames, 5)]
+    assert max(errors) < 1e-3, f"max joint error {max(errors) * 1000:.3f} mm"

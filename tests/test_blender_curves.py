@@ -133,10 +133,12 @@ def test_curve_points_as_waypoints_are_timed_by_distance(scene):
 
 def test_grease_pencil_stroke_is_a_path(scene):
     pencil = bpy.data.grease_pencils.new("drawn")
-    drawing = pencil.layers.new("Lines").frames.new(scene.frame_current).drawing
+    layer = pencil.layers.new("Lines")
+    layer.translation = (0.0, 0.0, 0.5)
+    drawing = layer.frames.new(scene.frame_current).drawing
     drawing.add_strokes([5])
     for i, point in enumerate(drawing.strokes[0].points):
-        point.position = (0.0, -0.5 * i, 1.5)
+        point.position = (0.0, -0.5 * i, 1.0)
     obj = bpy.data.objects.new("drawn", pencil)
     scene.collection.objects.link(obj)
     obj.location = (1.0, 0.0, 0.0)

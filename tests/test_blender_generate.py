@@ -9,7 +9,8 @@ bpy = pytest.importorskip("bpy")
 
 import motionlcm_blender  # noqa: E402
 from addon_synthetic import generate_result, skeleton_reply  # noqa: E402
-from motionlcm_blender import bake, character, generation, session  # noqa: E402
+from motionlcm_blender import bake, character, generation, operators, session  # noqa: E402
+from motionlcm_blender.backend_job import BackendJob  # noqa: E402
 
 
 @pytest.fixture()
@@ -119,3 +120,116 @@ def test_bake_restore_helper_removes_only_new_actions(scene):
                                 {"generate": generate_result(frames=40)})
     bake.restore_animation(obj, snapshot)
     assert obj.animation_data is None and len(bpy.data.actions) == 0
+
+
+MIXAMO = ("Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1", "LeftFoot", "RightFoot",
+          "Spine2", "LeftToeBase", "RightToeBase", "Neck", "LeftShoulder", "RightShoulder", "Head", "LeftArm",
+          "RightArm", "LeftForeArm", "RightForeArm", "LeftHand", "RightHand")
+
+
+def _user_rig(names):
+    reply = skeleton_reply()
+    reply.update(joint_names=[f"mixamorig:{n}" for n in names], mesh=None)
+    rig = character.create_character(bpy.context, reply, name="user rig")
+    del rig[character.SKELETON_TAG]  # a plain user armature, not one of ours
+    return rig
+
+
+def test_user_rig_is_retargeted_into_a_new_action(scene):
+    rig = _user_rig(MIXAMO)
+    plan = _plan(scene, target="ARMATURE", armature=rig, mapping="auto")
+    assert plan.target == generation.RIG and plan.requests["generate"]["rest_joints"] is None
+    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    action = rig.animation_data.action
+    assert action["motionlcm_seed"] == 7 and scene.motionlcm.history[0].target == rig
+    assert action.frame_range[:] == pytest.approx((1.0, 40.0))
+
+
+def test_unmappable_rig_is_refused_and_the_scene_is_unchanged(scene):
+    rig = _user_rig([f"bone{i}" for i in range(22)])
+    plan = _plan(scene, target="ARMATURE", armature=rig)
+    before = _state(scene)
+    with pytest.raises(ValueError, match="Cannot map the motion onto 'user rig'"):
+        generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert _state(scene) == before
+
+
+class _Event:
+    def __init__(self, kind, value="NOTHING"):
+        self.type, self.value = kind, value
+
+
+class _FakeClient:
+    def __init__(self):
+        self.replies, self.cancelled = [], []
+
+    def submit(self, request):
+        return request["type"]
+
+    def poll(self):
+        replies, self.replies = self.replies, []
+        return replies
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+
+
+class _Harness(operators._BackendOperator):
+    """The Generate operator's modal logic without Blender's event loop (timer ticks are called by hand)."""
+
+    def __init__(self, plan, client):
+        self._plan, self.reports = plan, []
+        session.job = BackendJob(client, plan.requests)
+
+    def report(self, kind, message):
+        self.reports.append((kind.pop(), message))
+
+
+def test_modal_loop_shows_progress_then_bakes_once_in_one_step(scene):
+    client = _FakeClient()
+    harness = _Harness(_plan(scene, prompt="a person waves"), client)
+    client.replies = [{"id": "skeleton", "type": "result", **skeleton_reply()},
+                      {"id": "generate", "type": "progress", "stage": "sampling", "fraction": 0.5}]
+    assert harness.modal(bpy.context, _Event("TIMER")) == {"PASS_THROUGH"}
+    assert (session.job.stage, session.job.fraction) == ("sampling", 0.5) and len(bpy.data.objects) == 0
+    assert harness.modal(bpy.context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    client.replies = [{"id": "generate", **generate_result(frames=40)}]
+    assert harness.modal(bpy.context, _Event("TIMER")) == {"FINISHED"}
+    assert session.job is None and harness.reports[-1][0] == "INFO" and "baked 'a person waves s7'" in session.last_info
+    assert len(bpy.data.actions) == 1 and len(scene.motionlcm.history) == 1
+
+
+def test_modal_loop_escape_cancels_and_backend_errors_are_shown(scene):
+    client = _FakeClient()
+    harness = _Harness(_plan(scene), client)
+    before = _state(scene)
+    assert harness.modal(bpy.context, _Event("ESC", "PRESS")) == {"CANCELLED"}
+    assert set(client.cancelled) == {"skeleton", "generate"} and session.job is None and _state(scene) == before
+    harness = _Harness(_plan(scene), client)
+    client.replies = [{"id": "skeleton", "type": "error", "code": "backend_crashed",
+                       "message": "The MotionLCM backend stopped unexpectedly."}]
+    assert harness.modal(bpy.context, _Event("TIMER")) == {"CANCELLED"}
+    assert session.last_error == "The MotionLCM backend stopped unexpectedly." and _state(scene) == before
+    assert harness.reports[-1] == ("ERROR", session.last_error)
+
+
+def test_history_keeps_the_newest_entries(scene, monkeypatch):
+    monkeypatch.setattr(generation, "HISTORY_LIMIT", 2)
+    obj = character.create_character(bpy.context, skeleton_reply())
+    plan = _plan(scene, target="ARMATURE", armature=obj)
+    for seed in (1, 2, 3):
+        generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=seed)})
+    assert [h.seed for h in scene.motionlcm.history] == [2, 3] and scene.motionlcm.active_history == 1
+    assert len(bpy.data.actions) == 3
+
+
+def test_regenerate_loads_the_entry_settings_into_the_panel(scene):
+    obj = character.create_character(bpy.context, skeleton_reply())
+    plan = _plan(scene, target="ARMATURE", armature=obj, prompt="a person kicks", seconds=3.0, steps="4")
+    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=42)})
+    settings = scene.motionlcm
+    settings.prompt, settings.seconds, settings.steps, settings.seed = "something else", 5.0, "1", 0
+    bpy.ops.motionlcm.history_regenerate(index=0, load_only=True)
+    assert (settings.prompt, settings.seconds, settings.steps, settings.seed) == ("a person kicks", 3.0, "4", 42)
+    with pytest.raises(RuntimeError, match="No such generation"):
+        bpy.ops.motionlcm.history_regenerate(index=5)

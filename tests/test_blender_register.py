@@ -105,3 +105,30 @@ def test_panels_draw_with_armatures_history_progress_and_error(registered, monke
     assert "progress" in log and "box" in log
     settings.armature = character.create_character(context, skeleton_reply())
     _draw_all(context)
+
+
+def test_backend_config_prefers_filled_in_preferences(registered, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(preferences.client, "read_backend_config",
+                        lambda: {"python": "/venv/bin/python", "backend_root": "/repo", "device": "cuda"})
+    prefs = SimpleNamespace(backend_python="", server_url=" ", server_token="", checkpoint_path="/m/ckpt.safetensors",
+                            text_encoder_path="", smpl_model_dir="", device="cpu")
+    assert preferences.backend_config(prefs) == {"python": "/venv/bin/python", "backend_root": "/repo",
+                                                 "device": "cpu", "checkpoint": "/m/ckpt.safetensors"}
+    assert preferences.backend_config(None)["device"] == "cuda"
+
+
+def test_unregister_during_a_generation_stops_its_timer_and_job(monkeypatch):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    motionlcm_blender.register()
+    cancelled = []
+    fake = type("FakeClient", (), {"submit": lambda self, r: r["type"], "poll": lambda self: [],
+                                   "cancel": lambda self, job_id: cancelled.append(job_id)})()
+    monkeypatch.setattr(session, "client_for", lambda config: fake)
+    assert bpy.ops.motionlcm.generate() == {"RUNNING_MODAL"}
+    assert session.job is not None and session.timer is not None
+    assert not bpy.ops.motionlcm.generate.poll()  # one generation at a time
+    motionlcm_blender.unregister()
+    assert session.job is None and session.timer is None
+    assert set(cancelled) == {"skeleton", "generate"}

@@ -9,7 +9,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 from mathutils import Matrix  # noqa: E402
 
-from motionlcm_blender import bake, retarget_rig  # noqa: E402
+from motionlcm_blender import bake, curves, retarget_rig  # noqa: E402
 from motionlcm_blender.rig_mapping import RigMappingError  # noqa: E402
 from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, a_pose_joints,  # noqa: E402
                           angle_degrees, bone_tails, hip_height_ratio, synthetic_motion)
@@ -106,7 +106,9 @@ def test_in_place_removes_horizontal_root_motion() -> None:
     obj = _build_armature("Mixamo", bones)
     motion = synthetic_motion()
     rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
-    _retarget_and_bake(obj, motion, in_place=True)
+    action = retarget_rig.bake_to_rig(obj, motion, "in place", START, preset="mixamo", in_place=True,
+                                      props={"prompt": "walk"})
+    assert action["prompt"] == "walk"
     heights = []
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
@@ -116,6 +118,20 @@ def test_in_place_removes_horizontal_root_motion() -> None:
                                                      - motion["rest_joints"][0, 1])
     np.testing.assert_allclose(heights, expected, atol=1e-5)
     assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
+
+
+def test_target_matrix_maps_the_baked_pelvis_back_to_the_model_root() -> None:
+    """Control points for a moved, turned, scaled rig: world -> model space inverts the root retargeting."""
+    world = Matrix.Translation((2.0, 1.0, 0.0)) @ Matrix.Rotation(np.pi / 2, 4, "Z") @ Matrix.Scale(1.5, 4)
+    obj = _build_armature("Mixamo", dict(MIXAMO_BONES), world)
+    motion = synthetic_motion()
+    unit_scale = 0.5
+    matrix = retarget_rig.rig_target_matrix(obj, motion["rest_joints"], unit_scale=unit_scale)
+    _retarget_and_bake(obj, motion)
+    for f in CHECK_FRAMES:
+        hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
+        model = curves.blender_to_humanml(curves.transform_points(hips[None], matrix), unit_scale)[0]
+        np.testing.assert_allclose(model, motion["root_translation"][f], atol=1e-4)
 
 
 def test_rig_with_a_missing_spine_bone_still_matches_limb_directions() -> None:
@@ -185,7 +201,8 @@ def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
     rig = bpy.data.objects["rig"]
     motion = synthetic_motion()
     org = _rigify_org_bones()
-    rest_pelvis = _world_heads(rig, {"pelvis": org["pelvis"]}, START)["pelvis"]
+    rest = _world_heads(rig, {"pelvis": org["pelvis"], "ankle": org["left_ankle"]}, START)
+    scale = (rest["pelvis"][2] - rest["ankle"][2]) / (motion["rest_joints"][0, 1] - motion["rest_joints"][7, 1])
 
     channels = retarget_rig.retarget_to_rig(rig, motion)
     bake.write_action(rig, "retargeted", channels, START)
@@ -195,8 +212,6 @@ def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
     error = _max_direction_error(rig, org, motion["joints"])
     print(f"\n[rigify] max bone direction error on the ORG chain: {error:.4f} degrees")
     assert error < 2.0
-    scale = (rest_pelvis[2] - _world_heads(rig, {"a": "ORG-foot.L"}, START)["a"][2]) / \
-        (motion["rest_joints"][0, 1] - motion["rest_joints"][7, 1])
     pelvis = _world_heads(rig, {"pelvis": org["pelvis"]}, START + 11)["pelvis"]
     travel = HUMANML_TO_BLENDER @ (motion["root_translation"][11] - motion["rest_joints"][0])
-    np.testing.assert_allclose(pelvis, rest_pelvis + scale * travel, atol=1e-4)
+    np.testing.assert_allclose(pelvis, rest["pelvis"] + scale * travel, atol=1e-4)

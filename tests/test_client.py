@@ -82,6 +82,24 @@ def test_a_killed_backend_reports_its_pending_job_and_the_next_submit_restarts_i
     assert reply["type"] == "result" and client.pid != first_pid
 
 
+def test_cancel_drops_a_queued_job_and_a_bad_checkpoint_is_reported(tmp_path):
+    missing = tmp_path / "no_such_checkpoint"
+    client = BackendClient(sys.executable, backend_root=str(REPO),
+                           server_args=["--device", "cpu", "--checkpoint", str(missing)])
+    try:
+        loading = client.submit({"type": "generate", "prompt": "a person sits down", "frames": 80})
+        queued = client.submit({"type": "skeleton"})
+        client.cancel(queued)  # the first request is still importing torch and loading
+        cancelled, seen_first = wait_final(client, queued)
+        reply, seen_later = wait_final(client, loading)
+    finally:
+        client.shutdown()
+    assert cancelled["code"] == "cancelled"
+    assert reply["code"] == "bad_checkpoint" and str(missing) in reply["message"]
+    # the cancel request's own reply is not for poll()
+    assert {r["id"] for r in seen_first + seen_later} == {loading, queued}
+
+
 def test_a_backend_that_cannot_start_explains_why(tmp_path):
     client = BackendClient(sys.executable, backend_root=str(tmp_path))  # no `backend` package there
     try:
@@ -130,3 +148,8 @@ def test_config_file_gives_the_interpreter_and_server_arguments(tmp_path):
     client = BackendClient.from_config(read_backend_config(path))
     assert client.python == sys.executable and client.backend_root == str(REPO)
     assert client.server_args == ["--device", "cpu", "--checkpoint", "/models/m.safetensors"]
+    path.write_text("{truncated")
+    with pytest.raises(BackendError, match="run install.py again"):
+        read_backend_config(path)
+    with pytest.raises(BackendError, match="No backend interpreter is configured"):
+        BackendClient.from_config({}).submit({"type": "ping"})

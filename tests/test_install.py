@@ -59,7 +59,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
 
 def test_plan_without_gpu_or_blender_uses_cpu_torch_and_explains_the_manual_install(bare_path, tmp_path):
     args = install.argparse.Namespace(venv=str(tmp_path / "venv"), device="auto", blender=None,
-                                      out=str(tmp_path / "dist"))
+                                      out=str(tmp_path / "dist"), checkpoint=None)
     steps = install.plan(args)
     commands = [step.command for step in steps if step.command]
     assert any(f"torch=={install.TORCH_VERSION}" in c and install.TORCH_INDEX["cpu"] in c for c in commands)

@@ -82,6 +82,26 @@ def test_traj_encoder_sees_only_controlled_frames(tiny_model):
     assert a.shape == (1, *tiny_model.config.latent_shape)
 
 
+def test_traj_encoder_skipping_hidden_frames_is_exact(tiny_model):
+    """Eval mode drops uncontrolled frames before the transformer; compare with the full masked sequence."""
+    torch.manual_seed(8)
+    te = tiny_model.traj_encoder
+    hint_mask = torch.zeros(3, 40, 22, 3)
+    hint_mask[0, :, 0] = 1  # dense
+    hint_mask[1, [3, 17, 39], 10] = 1  # three keyframes
+    hint_mask[2, 5:9, 21] = 1
+    hint = torch.randn(3, 40, 22, 3) * hint_mask
+    frames = hint_mask.reshape(3, 40, -1).sum(-1) != 0
+    with torch.no_grad():
+        got = te(hint, hint_mask)
+        tokens = te.global_motion_token.expand(3, -1, -1)
+        x = te.query_pos_encoder(torch.cat([tokens, te.skel_embedding(hint.reshape(3, 40, -1))], dim=1))
+        visible = torch.cat([torch.ones(3, tokens.shape[1], dtype=torch.bool), frames], dim=1)
+        full, _ = te.encoder(x, mask=attention_mask(visible))
+        want = te.latent_proj(full[:, : tokens.shape[1]])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_controlnet_residuals_enter_every_layer(tiny_model):
     torch.manual_seed(5)
     cfg = tiny_model.config

@@ -10,7 +10,6 @@ from motionlcm_blender.rig_solver import Constraint, RigRest, quat_to_matrix, so
 from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, UE5_BONES, a_pose_joints,
                           angle_degrees, bone_tails, hip_height_ratio, rest_matrices, synthetic_motion)
 
-SIDES = ("left", "right")
 MIXAMO = ["Hips", "Spine", "Spine1", "Spine2", "Neck", "Head", "HeadTop_End"] + [
     f"{s}{b}" for s in ("Left", "Right") for b in ("Shoulder", "Arm", "ForeArm", "Hand", "HandIndex1",
                                                    "UpLeg", "Leg", "Foot", "ToeBase", "Toe_End")]
@@ -43,7 +42,8 @@ def test_bone_key_normalises_case_separators_and_sides(name: str, key: str) -> N
 
 
 @pytest.mark.parametrize("names, preset", [
-    (MIXAMO, "mixamo"), ([f"mixamorig:{n}" for n in MIXAMO], "mixamo"), ([f"mixamorig12:{n}" for n in MIXAMO], "mixamo"),
+    (MIXAMO, "mixamo"), ([f"mixamorig:{n}" for n in MIXAMO], "mixamo"),
+    ([f"mixamorig12:{n}" for n in MIXAMO], "mixamo"),
     ([f"CC_Base_{n}" for n in MIXAMO], "mixamo"), (UE5, "ue_mannequin"), (UE4, "ue_mannequin"),
     (RIGIFY, "rigify"), ([n[4:] for n in RIGIFY if n.startswith("DEF-")], "rigify_deform"),
     (SMPL_ADDON, "smpl"), (list(JOINTS), "smpl"),
@@ -155,12 +155,25 @@ def test_solver_matches_smpl_bone_directions_on_an_a_pose_rig() -> None:
     motion = synthetic_motion()
     pose = solve_rig_pose(rig, bones, bones, "Hips", motion["rest_joints"], motion["root_translation"],
                           motion["local_quats"])
-    np.testing.assert_allclose(pose.axes, HUMANML_TO_BLENDER, atol=1e-12)
+    np.testing.assert_allclose(pose.root.axes, HUMANML_TO_BLENDER, atol=1e-12)
     heads = _pose_heads(rig, pose.rotations, "Hips", pose.root_location)
     assert _direction_errors(heads, rig.names, motion["joints"]).max() < 1e-4
-    assert pose.scale == pytest.approx(hip_height_ratio())
+    assert pose.root.scale == pytest.approx(hip_height_ratio())
     travel = (motion["root_translation"] - motion["rest_joints"][0]) @ HUMANML_TO_BLENDER.T
-    np.testing.assert_allclose(heads[:, 0], a_pose_joints()[0] + pose.scale * travel, atol=1e-9)
+    np.testing.assert_allclose(heads[:, 0], a_pose_joints()[0] + pose.root.scale * travel, atol=1e-9)
+
+
+def test_solver_detects_a_rig_facing_plus_y() -> None:
+    """A rig turned 180 degrees about Z (as some UE imports are): axes follow the rig, directions still match."""
+    rig, bones = _mixamo_rig()
+    turn = np.diag([-1.0, -1.0, 1.0, 1.0])
+    rig.matrices = turn @ rig.matrices
+    motion = synthetic_motion()
+    pose = solve_rig_pose(rig, bones, bones, "Hips", motion["rest_joints"], motion["root_translation"],
+                          motion["local_quats"])
+    np.testing.assert_allclose(pose.root.axes, turn[:3, :3] @ HUMANML_TO_BLENDER, atol=1e-12)
+    heads = _pose_heads(rig, pose.rotations, "Hips", pose.root_location) @ turn[:3, :3].T  # back to facing -Y
+    assert _direction_errors(heads, rig.names, motion["joints"]).max() < 1e-4
 
 
 def test_solver_in_place_keeps_the_hips_over_their_rest_spot() -> None:
@@ -172,7 +185,7 @@ def test_solver_in_place_keeps_the_hips_over_their_rest_spot() -> None:
     np.testing.assert_allclose(heads[:, 0, :2], np.broadcast_to(a_pose_joints()[0, :2], heads[:, 0, :2].shape),
                                atol=1e-9)
     vertical = motion["root_translation"][:, 1] - motion["rest_joints"][0, 1]
-    np.testing.assert_allclose(heads[:, 0, 2], a_pose_joints()[0, 2] + pose.scale * vertical, atol=1e-9)
+    np.testing.assert_allclose(heads[:, 0, 2], a_pose_joints()[0, 2] + pose.root.scale * vertical, atol=1e-9)
 
 
 def test_solver_aims_a_spine_bone_across_a_missing_joint() -> None:

@@ -95,6 +95,7 @@ def test_invalid_inputs(model, batch):
         (lambda: sample_lcm(model, text[:, :, :10], z), "text embeddings"),
         (lambda: sample_lcm(model, text, z, steps=3), "supports"),
         (lambda: sample_lcm(model, text, z, steps=4, noise=[z]), "3 times"),
+        (lambda: sample_lcm(model, text, z, steps=2, noise=[z[:1]]), "shape"),
         (lambda: sample_lcm(model, text, z, hint=batch["hint"]), "together"),
         (lambda: sample_lcm(model, text, z, hint=batch["hint"][..., :2], hint_mask=batch["hint_mask"][..., :2]),
          "hint and hint_mask"),

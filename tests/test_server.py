@@ -3,7 +3,9 @@ the stdio child process and the loopback HTTP transport. The model is a test dou
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from backend import protocol
+from backend import protocol, server
 from backend.errors import CheckpointError, InvalidRequest
 from backend.http_transport import BindRefused, check_bind, make_server
 from backend.server import Session
@@ -208,6 +210,38 @@ def test_stdio_child_survives_bad_input_and_exits_at_end_of_input():
     assert "between 40 and 196" in replies[2]["message"] and replies[4]["loaded"] is False
 
 
+def test_an_oversized_line_is_refused_and_skipped(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_LINE_BYTES", 100)
+    requests = b'{"id": 1, "type": "ping", "pad": "' + b"x" * 300 + b'"}\n{"id": 2, "type": "ping"}\n'
+    replies = io.BytesIO()
+    session = Session(FakePipeline)
+    server.serve_stdio(session, io.BytesIO(requests), replies)
+    answers = [json.loads(line) for line in replies.getvalue().splitlines()]
+    assert [(a["id"], a.get("code")) for a in answers] == [(None, "too_large"), (2, None)]
+
+
+ENGINE_THAT_PRINTS = """
+import sys
+sys.path.insert(0, "tests")
+from backend.server import main
+from backend_doubles import FakePipeline
+
+def factory():
+    print("a stray print from the engine")
+    return FakePipeline()
+
+sys.exit(main(["--stdio"], engine_factory=factory))
+"""
+
+
+def test_stdio_answers_what_it_read_before_end_of_input_and_keeps_stray_output_off_stdout():
+    done = subprocess.run([sys.executable, "-c", ENGINE_THAT_PRINTS], cwd=REPO, input=json.dumps(generate(1)).encode(),
+                          capture_output=True, timeout=60)
+    replies = [json.loads(line) for line in done.stdout.splitlines()]  # every stdout line is protocol
+    assert done.returncode == 0 and replies[-1]["type"] == "result" and replies[-1]["id"] == 1
+    assert b"a stray print from the engine" in done.stderr
+
+
 # ---------------------------------------------------------------- loopback HTTP
 
 def test_non_loopback_bind_needs_allow_remote_and_a_token():
@@ -219,15 +253,26 @@ def test_non_loopback_bind_needs_allow_remote_and_a_token():
     check_bind("0.0.0.0", allow_remote=True, token="secret")
 
 
+def test_motionlcm_serve_subcommand_takes_the_server_options():
+    parser = argparse.ArgumentParser(prog="motionlcm")
+    server.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--port", "0", "--host", "0.0.0.0", "--device", "cpu"])
+    assert args.func is server.run and (args.port, args.device, args.token) == (0, "cpu", None)
+    with pytest.raises(BindRefused):
+        args.func(args)
+
+
 def test_cli_refuses_a_public_bind_without_a_token():
     done = subprocess.run([sys.executable, "-m", "backend.server", "--port", "0", "--host", "0.0.0.0"],
                           cwd=REPO, capture_output=True, timeout=60)
     assert done.returncode == 2 and b"not a loopback address" in done.stderr
 
 
-def _post(port, body, token=None, path="/rpc"):
+def _post(port, body, token=None, path="/rpc", **extra_headers):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Content-Type": "application/json", **extra_headers}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     connection.request("POST", path, body=json.dumps(body).encode(), headers=headers)
     response = connection.getresponse()
     replies = [json.loads(line) for line in response.read().splitlines()]
@@ -247,6 +292,10 @@ def test_http_streams_replies_and_rejects_requests_without_the_token():
         assert status == 401
         status, replies = _post(port, {"id": 1, "type": "ping"}, token="s3cret", path="/other")
         assert status == 404 and replies[0]["code"] == "not_found"
+        status, replies = _post(port, {"id": 1, "type": "ping"}, token="s3cret", Origin="https://evil.example")
+        assert status == 403 and replies[0]["code"] == "forbidden"
+        status, replies = _post(port, {"id": 1, "type": "ping"}, token="s3cret", **{"Content-Type": "text/plain"})
+        assert status == 403
         status, replies = _post(port, generate("h", frames=3), token="s3cret")
         assert status == 200 and replies[-1]["code"] == "invalid_request"
         status, replies = _post(port, generate("h"), token="s3cret")

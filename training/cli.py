@@ -36,17 +36,21 @@ def train_main(argv: list[str] | None = None) -> int:
                         help="override a config value, e.g. train.steps=2000 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the stage's last training state")
     args = parser.parse_args(argv)
-    if args.stage != "all":
-        _run_stage(args.stage, args, args.resume)
-        return 0
-    if args.config:
+    if args.stage == "all" and args.config:
         parser.error("--config applies to a single stage")
-    for stage in STAGES:
-        if args.resume and output_path(args.out, stage).exists():
-            print(f"{stage}: already finished, skipped", flush=True)
-            continue
-        state = output_path(args.out, stage).parent / "train_state" / "state.json"
-        _run_stage(stage, args, args.resume and state.exists())
+    try:
+        for stage in STAGES if args.stage == "all" else (args.stage,):
+            if args.stage == "all" and args.resume and output_path(args.out, stage).exists():
+                print(f"{stage}: already finished, skipped", flush=True)
+                continue
+            state = output_path(args.out, stage).parent / "train_state" / "state.json"
+            # `all --resume` restarts the interrupted stage from its state and later stages from scratch.
+            _run_stage(stage, args, args.resume and (args.stage != "all" or state.exists()))
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

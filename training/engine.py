@@ -8,7 +8,9 @@ checkpoints see one module.
 
 Resume state (`OUT/train_state/`, written atomically): `weights.safetensors` (objective, optimiser
 tensors), `state.json` (step, epoch, batch position, optimiser hyperparameters) and per rank
-`rng_rank{r}.safetensors` + `rng_rank{r}.json` (torch, CUDA, numpy and python RNG states).
+`rng_rank{r}.safetensors` + `rng_rank{r}.json` (torch, CUDA, numpy and python RNG states) and
+`params_rank{r}.sha256` (digest of that rank's trainable weights, equal on all ranks under DDP).
+Logs: TensorBoard under `OUT/tensorboard`, the same scalars in `OUT/history.jsonl`.
 Items draw their randomness from (seed, epoch, index), so restoring the sampler position and
 these RNG states reproduces the uninterrupted run.
 """
@@ -16,6 +18,7 @@ these RNG states reproduces the uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -164,6 +167,8 @@ def save_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
     rng_tensors, rng_data = _rng_state()
     save_file(rng_tensors, str(tmp / f"rng_rank{ctx.rank}.safetensors"))
     (tmp / f"rng_rank{ctx.rank}.json").write_text(json.dumps(rng_data))
+    # Every rank's digest of its trainable weights: DDP replicas must stay bit-identical.
+    (tmp / f"params_rank{ctx.rank}.sha256").write_text(parameter_digest(objective) + "\n")
     if ctx.is_main:
         tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in objective.state_dict().items()}
         opt = optimizer.state_dict()
@@ -182,6 +187,15 @@ def save_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
         tmp.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
     _barrier(ctx)
+
+
+def parameter_digest(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -236,6 +250,9 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
         progress = {k: v for k, v in load_state(state_dir, ctx, objective, optimizer).items() if k in progress}
     else:
         seed_everything(settings.seed + ctx.rank)  # different noise per rank; same start whatever ran before
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "history.jsonl").unlink(missing_ok=True)
     model = nn.parallel.DistributedDataParallel(objective) if ctx.world_size > 1 else objective
     sampler = ResumableSampler(dataset, ctx, settings.seed)
     scaler = torch.amp.GradScaler("cuda", enabled=settings.precision == "fp16")
@@ -290,6 +307,8 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
                 scalars.update(lr=lr, grad_norm=float(grad_norm))
                 for key, value in scalars.items():
                     writer.add_scalar(f"train/{key}", value, progress["step"])
+                with open(out / "history.jsonl", "a", encoding="utf-8") as f:  # plain-text copy of the curves
+                    f.write(json.dumps({"step": progress["step"], **scalars}) + "\n")
             if validate is not None and ctx.is_main and validate_every > 0 and (
                     progress["step"] % validate_every == 0 or progress["step"] == end):
                 objective.eval()

@@ -15,7 +15,10 @@ def controlled_frames(hint_mask: torch.Tensor) -> torch.Tensor:
 
 
 class TrajectoryEncoder(nn.Module):
-    """latent_size learned tokens + one token per frame; only controlled frames are visible to attention."""
+    """latent_size learned tokens + one token per frame; only controlled frames are visible to attention.
+
+    In eval mode the invisible frame tokens are dropped before the transformer (same result, less work).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -37,5 +40,21 @@ class TrajectoryEncoder(nn.Module):
         x = torch.cat([tokens, self.skel_embedding(hint)], dim=1)
         frame_visible = controlled_frames(hint_mask)
         visible = torch.cat([frame_visible.new_ones(batch, tokens.shape[1]), frame_visible], dim=1)
-        x, _ = self.encoder(self.query_pos_encoder(x), mask=attention_mask(visible))
+        x = self.query_pos_encoder(x)
+        if not self.training:
+            x, visible = _drop_hidden(x, visible)
+        x, _ = self.encoder(x, mask=attention_mask(visible))
         return self.latent_proj(x[:, : tokens.shape[1]])
+
+
+def _drop_hidden(x: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove tokens no one can attend to (uncontrolled frames), keeping the visible ones in order.
+
+    Exact: hidden tokens are masked as keys in every layer, so they never influence visible tokens, and
+    positions were added before. Sparse controls (a few keyframes) then cost a few tokens instead of T.
+    """
+    keep = int(visible.sum(dim=1).max())
+    if keep == visible.shape[1]:
+        return x, visible
+    order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)[:, :keep]
+    return x.gather(1, order[..., None].expand(-1, -1, x.shape[-1])), visible.gather(1, order)

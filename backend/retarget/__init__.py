@@ -1,0 +1,128 @@
+"""From joint positions to an animatable skeleton: `retarget(motion) -> Retargeted`.
+
+A `Motion`'s joints (T, 22, 3) become a root translation and local rotations on a rest skeleton (default: SMPL-X
+neutral, see `rest_pose`), with bone lengths matched to that skeleton (the rotations are what transfer), root motion
+scaled to its legs, the lowest foot on the floor, optional foot locking, optional in-place root, optional
+refinement, and resampling to any frame rate. `Retargeted.fk()` gives the positions; `write_bvh` a BVH file.
+
+Steps, in order: analytic IK (`ik`) -> optional refinement (`refine`) -> optional foot locking on the FK positions
+(contacts measured from the clip's floor), re-solved exactly (`feet`) -> optional in-place (root X and Z set to 0,
+height and rotations kept) -> optional frame-rate conversion (`resample`) -> ground alignment (the lowest ankle or
+foot joint of the delivered frames at y = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import bvh
+from ..errors import InvalidRequest
+from ..motion import Motion
+from . import feet, ik
+from .kinematics import forward_kinematics, match_bone_lengths, root_scale
+from .refine import refine as refine_rotations
+from .resample import resample, source_positions
+from .rest_pose import RestSkeleton, default_skeleton, fitted_skeleton, skeleton_from_model
+
+__all__ = ["Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton", "retarget", "skeleton_from_model",
+           "write_bvh"]
+
+
+@dataclass
+class Retargeted:
+    """Animation on a rest skeleton: metres, Y up, facing +Z at rest, SMPL joint order.
+
+    `root_translation` (T, 3) is the pelvis's world position per frame (not an offset from its rest position);
+    `local_quats` (T, 22, 4) are w, x, y, z rotations of each joint relative to its parent, relative to the rest pose
+    (identity = rest pose), sign-continuous over time; `rest_joints` (22, 3) the rest positions.
+    """
+
+    root_translation: np.ndarray
+    local_quats: np.ndarray
+    fps: float
+    rest_joints: np.ndarray
+    joint_names: tuple[str, ...]
+    parents: tuple[int, ...]
+    contacts: np.ndarray | None = None  # (T, 2) left/right foot contacts used for locking, at `fps`
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.local_quats.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds: frames / fps (the convention `resample` preserves)."""
+        return self.num_frames / self.fps
+
+    @property
+    def offsets(self) -> np.ndarray:
+        off = np.array(self.rest_joints, dtype=np.float64)
+        off[1:] -= self.rest_joints[list(self.parents[1:])]
+        return off
+
+    def fk(self) -> np.ndarray:
+        """Global joint positions (T, 22, 3) by forward kinematics."""
+        return forward_kinematics(self.root_translation, self.local_quats, self.offsets, self.parents)[0]
+
+    def bvh_text(self, scale: float = 1.0, rotation_order: str = "ZXY") -> str:
+        """BVH text: SMPL joint names, Y up, lengths times `scale` (1 = metres, 100 = centimetres)."""
+        if not (np.isfinite(scale) and scale > 0):
+            raise InvalidRequest(f"BVH scale must be positive, got {scale}")
+        skeleton = RestSkeleton(self.rest_joints, self.joint_names, self.parents)
+        tips = {j: v * scale for j, v in skeleton.end_sites().items()}
+        return bvh.format_bvh(self.joint_names, self.parents, self.offsets * scale, self.root_translation * scale,
+                              self.local_quats, 1.0 / self.fps, tips, rotation_order)
+
+
+def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: float | None = None,
+             in_place: bool = False, foot_lock: bool = False, refine: bool = False, ground: bool = True,
+             scale_root: bool = True, device: str = "cpu") -> Retargeted:
+    """Retarget `motion` (joints in metres, Y up, at `motion.fps`) onto `skeleton` (default SMPL-X neutral).
+
+    `scale_root` scales root motion by the ratio of the target's leg length to the clip's; `refine` runs the
+    Gauss-Newton refinement (torch, on `device`); `ground` puts the clip's lowest ankle/foot joint on y = 0;
+    `foot_lock` holds feet still during detected contacts; `in_place` zeroes the root's X and Z; `target_fps`
+    resamples (duration = frames / fps preserved). Raises InvalidRequest for empty, non-finite or misshapen joints.
+    """
+    joints = ik.check_joints(motion.joints)
+    fps = float(motion.fps)
+    skeleton = skeleton or default_skeleton()
+    scale = root_scale(joints, skeleton) if scale_root else 1.0
+    root, quats = ik.solve(joints, skeleton, fps, scale)
+    if refine:
+        quats = refine_rotations(root, quats, skeleton, match_bone_lengths(joints, skeleton, scale), device=device)
+    contacts = None
+    if foot_lock:
+        positions = forward_kinematics(root, quats, skeleton.offsets)[0]
+        positions[..., 1] -= feet.floor_height(positions)  # contact heights are measured from the floor
+        contacts = feet.foot_contacts(positions, fps)
+        if contacts.any():
+            root, quats = ik.solve(feet.lock_feet(positions, contacts, fps), skeleton, fps)
+    if in_place:
+        root = root * np.array([0.0, 1.0, 0.0])
+    if target_fps is not None and target_fps != fps:
+        root, quats = resample(root, quats, fps, float(target_fps))
+        if contacts is not None:
+            contacts = _resample_flags(contacts, fps, float(target_fps))
+        fps = float(target_fps)
+    if ground:  # last, on the frames delivered
+        positions = forward_kinematics(root, quats, skeleton.offsets)[0]
+        root = root - np.array([0.0, feet.floor_height(positions), 0.0])
+    return Retargeted(root, quats, fps, skeleton.joints.copy(), skeleton.names, skeleton.parents, contacts)
+
+
+def _resample_flags(flags: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """Nearest-frame resampling of per-frame flags."""
+    return flags[np.rint(source_positions(len(flags), fps, target_fps)).astype(np.int64)]
+
+
+def write_bvh(motion: Motion, path: str | Path, fps: float | None = None, scale: float = 1.0,
+              in_place: bool = False, foot_lock: bool = False, refine: bool = False,
+              skeleton: RestSkeleton | None = None) -> Retargeted:
+    """Retarget `motion` and write it as a BVH file (what `motionlcm generate ... --out clip.bvh` calls)."""
+    result = retarget(motion, skeleton, target_fps=fps, in_place=in_place, foot_lock=foot_lock, refine=refine)
+    Path(path).write_text(result.bvh_text(scale=scale), encoding="utf-8")
+    return result

@@ -4,8 +4,9 @@ Every joint with children gets a global rotation G (T, 3, 3) that maps its rest 
 posed one (the swing); the twist about that bone comes from the joints that define it:
 - pelvis: the hip line (left - right hip) and the spine; spine1/spine2: their bone and a blend of the hip and
   shoulder lines; spine3: the neck and the collar line;
-- hips and shoulders: the bend plane of knee / elbow, faded out as the limb straightens (where that plane is
-  undefined) in favour of the twist carried over from the parent, so a straight limb never flips 180 degrees;
+- hips and shoulders: the bend plane of knee / elbow where the limb is bent; where it is nearly straight (the plane
+  undefined) the twist of nearby bent frames (a confidence-weighted average over ~0.05 s), else the twist carried
+  over from the parent; so a straightening limb never flips 180 degrees. The rest pose solves to identity;
 - neck, collars, knees, elbows, ankles: the parent's frame carried by the shortest swing (minimal twist), which for
   knees and elbows keeps the bend a hinge about the plane found at hip / shoulder;
 - leaves (head, wrists, feet) have no child to aim at: they keep their parent's rotation (local identity).
@@ -89,7 +90,7 @@ def _carried(g_parent: np.ndarray, a_rest: np.ndarray, a: np.ndarray) -> np.ndar
 
 
 def _aimed(g_parent: np.ndarray, a_rest: np.ndarray, b_rest: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation taking the rest frame (a_rest, b_rest) onto (a, b); the carried rotation where that frame is undefined."""
+    """Rotation taking the rest frame (a_rest, b_rest) onto (a, b); the carried rotation where it is undefined."""
     posed, valid = _frame(a, b)
     rest, _ = _frame(a_rest, b_rest)
     g = posed @ np.swapaxes(rest, -1, -2)
@@ -98,24 +99,23 @@ def _aimed(g_parent: np.ndarray, a_rest: np.ndarray, b_rest: np.ndarray, a: np.n
     return np.where(valid[..., None, None], g, _carried(g_parent, a_rest, a))
 
 
-def _bend_reference(g_parent: np.ndarray, upper: np.ndarray, lower: np.ndarray, a_rest: np.ndarray,
-                    n_rest: np.ndarray, sigma: float) -> np.ndarray:
-    """Twist reference (T, L, 3) of limbs' first bones (L limbs at once): the bend-plane normal where a limb is bent,
-    elsewhere the twist of confidently bent neighbouring frames, and the parent-carried normal where there are none.
-    Twist angles (about the bone, relative to the carried normal) are averaged over time with the bend confidence as
-    weight (Gaussian, `sigma` frames), so a limb that straightens keeps its twist instead of snapping to the carried
-    one."""
+def _bend_normals(upper: np.ndarray, lower: np.ndarray, convention: np.ndarray,
+                  sigma: float) -> np.ndarray:
+    """Twist references of limbs' first bones (..., L, 3): the bend-plane normal where a limb is bent; elsewhere the
+    twist of confidently bent neighbouring frames, or the `convention` normal (perpendicular to `upper`) where there
+    are none. Twist angles (about the bone, relative to `convention`) are averaged over time (axis 0) with the bend
+    confidence as weight (Gaussian, `sigma` frames), so a limb that straightens keeps its twist instead of snapping.
+    """
     a, _ = _unit(upper)
     n, sin_bend = _unit(_cross(a, _unit(lower)[0]))
     w = np.clip((sin_bend - _BEND_SIN_LOW) / (_BEND_SIN_HIGH - _BEND_SIN_LOW), 0.0, 1.0)
-    carried = _apply(_carried(g_parent, a_rest, upper), n_rest)
-    ortho = _cross(a, carried)
-    twist = w[..., None] * np.stack([(n * carried).sum(-1), (n * ortho).sum(-1)], axis=-1)
+    ortho = _cross(a, convention)
+    twist = w[..., None] * np.stack([(n * convention).sum(-1), (n * ortho).sum(-1)], axis=-1)
     if sigma > 0 and len(twist) > 1:
         twist = gaussian_filter1d(twist, sigma, axis=0, mode="nearest")
     twist[..., 0] += _CARRIED_PRIOR
     cos_sin = twist / np.sqrt((twist * twist).sum(-1, keepdims=True))
-    return cos_sin[..., :1] * carried + cos_sin[..., 1:] * ortho
+    return cos_sin[..., :1] * convention + cos_sin[..., 1:] * ortho
 
 
 def check_joints(joints: np.ndarray) -> np.ndarray:
@@ -163,12 +163,16 @@ def solve_global_rotations(joints: np.ndarray, skeleton: RestSkeleton, fps: floa
         g[:, js] = _carried(g[:, _PARENT_ARRAY[js]], r[cs] - r[js], p[:, cs] - p[:, js])
 
     carry(_NECK_COLLARS, _NECK_COLLAR_CHILDREN)
+    # Limbs: the same twist reference on the rest pose (against the anatomical bend direction) and on every frame
+    # (against that direction carried along by the parent and the swing), so the rest pose solves to identity.
     a_rest = r[_LIMB_MIDS] - r[_LIMB_ROOTS]
-    n_rest = _unit(_cross(a_rest, _LIMB_BENDS))[0]
+    convention = _unit(_cross(a_rest, _LIMB_BENDS))[0]
+    n_rest = _bend_normals(a_rest[None], (r[_LIMB_ENDS] - r[_LIMB_MIDS])[None], convention[None], 0.0)
     upper, lower = p[:, _LIMB_MIDS] - p[:, _LIMB_ROOTS], p[:, _LIMB_ENDS] - p[:, _LIMB_MIDS]
     g_parent = g[:, _PARENT_ARRAY[_LIMB_ROOTS]]
-    normal = _bend_reference(g_parent, upper, lower, a_rest, n_rest, _TWIST_SIGMA_S * fps)
-    g[:, _LIMB_ROOTS] = _aimed(g_parent, a_rest, n_rest, upper, normal)
+    carried = _apply(_carried(g_parent, a_rest, upper), convention)
+    normal = _bend_normals(upper, lower, carried, _TWIST_SIGMA_S * fps)
+    g[:, _LIMB_ROOTS] = _aimed(g_parent, a_rest, n_rest[0], upper, normal)
     carry(_LIMB_MIDS, _LIMB_ENDS)
     carry(_ANKLES, _TOES)
     g[:, _LEAVES] = g[:, _PARENT_ARRAY[_LEAVES]]
@@ -177,10 +181,15 @@ def solve_global_rotations(joints: np.ndarray, skeleton: RestSkeleton, fps: floa
 
 def local_quaternions(global_rot: np.ndarray) -> np.ndarray:
     """Local rotations (T, 22, 4) w,x,y,z from global ones (T, 22, 3, 3), sign-continuous over time."""
-    parents = np.array(PARENTS)
     local = global_rot.copy()
-    local[:, 1:] = np.swapaxes(global_rot[:, parents[1:]], -1, -2) @ global_rot[:, 1:]
-    return quat_continuous(matrix_to_quat(local), axis=0)
+    local[:, 1:] = np.swapaxes(global_rot[:, _PARENT_ARRAY[1:]], -1, -2) @ global_rot[:, 1:]
+    return continuous(matrix_to_quat(local))
+
+
+def continuous(quats: np.ndarray) -> np.ndarray:
+    """Sign-continuous quaternions over time (axis 0); a single frame is returned as is (rotations.quat_continuous
+    returns an empty array for one frame)."""
+    return quat_continuous(quats, axis=0) if len(quats) > 1 else quats
 
 
 def solve(joints: np.ndarray, skeleton: RestSkeleton, fps: float = 20.0,

@@ -7,7 +7,7 @@ import torch
 
 from ..rotations import Array, quat_mul, quat_rotate
 from ..skeleton import NUM_JOINTS, PARENTS
-from .rest_pose import RestSkeleton
+from .rest_pose import RestSkeleton, leg_length
 
 
 def forward_kinematics(root_translation: Array, local_quats: Array, offsets: Array,
@@ -28,8 +28,6 @@ def forward_kinematics(root_translation: Array, local_quats: Array, offsets: Arr
 def root_scale(joints: np.ndarray, skeleton: RestSkeleton) -> float:
     """Ratio of the target's leg length to the clip's (median over frames): root motion is scaled by it so
     strides fit the target's legs and feet that were planted stay planted."""
-    from .rest_pose import leg_length
-
     source = float(np.median(leg_length(np.asarray(joints, dtype=np.float64))))
     return skeleton.leg_length / source if source > 1e-6 else 1.0
 

@@ -31,6 +31,8 @@ class RestSkeleton:
 
     def __post_init__(self) -> None:
         joints = np.asarray(self.joints, dtype=np.float64)
+        if tuple(self.parents) != PARENTS or len(self.names) != NUM_JOINTS:
+            raise InvalidRequest("a rest skeleton must have SMPL's 22-joint hierarchy (backend.skeleton.PARENTS)")
         if joints.shape != (NUM_JOINTS, 3) or not np.isfinite(joints).all():
             raise InvalidRequest(f"rest joints must be finite with shape ({NUM_JOINTS}, 3), got {joints.shape}")
         lengths = np.linalg.norm(joints[1:] - joints[list(self.parents[1:])], axis=-1)
@@ -74,8 +76,8 @@ def leg_length(joints: np.ndarray) -> np.ndarray:
 
 
 def _on_floor(joints: np.ndarray) -> np.ndarray:
-    out = joints - np.array([joints[0, 0], joints[:, 1].min(), joints[0, 2]])
-    return out
+    """Pelvis above the origin, lowest joint at y = 0."""
+    return joints - np.array([joints[0, 0], joints[:, 1].min(), joints[0, 2]])
 
 
 def default_skeleton(betas: np.ndarray | None = None) -> RestSkeleton:

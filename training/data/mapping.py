@@ -64,16 +64,18 @@ def mapping_from_dict(data: dict) -> JointMapping:
                         joints={name: _entry(joints[name], name) for name in JOINT_NAMES})
 
 
-# Bandai-Namco Research Motiondataset 1 and 2 (cm, Y up). Their spine is Hips-Spine-Chest-Neck
-# (Spine 15.7 cm and Chest 24.7 cm above Hips, Neck 41 cm) where SMPL has spine1/2/3 at about
-# 11, 24 and 29 cm above the pelvis with the neck at about 50 cm: spine1/2/3 are interpolated to
-# those fractions. Hips is the pelvis; UpperLeg_L/R (2.2 cm below Hips, 6.5 cm to the side in
-# the BVH offsets) are the SMPL hip joints; Toes map to SMPL's foot (toe-base) joints.
+# Bandai-Namco Research Motiondataset 1 and 2 (cm, Y up; "_L" is the character's left, checked on
+# walking clips). Their spine is Hips-Spine-Chest-Neck (bones of 15.7, 9.0 and 16.4 cm in the BVH
+# offsets) where SMPL has spine1/2/3: those are placed at the arc-length fractions 0.239, 0.517 and
+# 0.645 of SMPL's rest pelvis-to-neck spine, as backend.retarget.bandai does, which on Bandai's rigid
+# bones is 0.624 of Hips-Spine, 0.615 of Spine-Chest and 0.109 of Chest-Neck. Hips is the pelvis;
+# UpperLeg_L/R (2.2 cm below Hips and 6.5 cm to the side in the offsets) are the SMPL hip joints, so
+# the hips sit where the thighs rotate; Toes map to SMPL's foot (toe-base) joints.
 BANDAI = mapping_from_dict({
     "scale": 0.01,
     "joints": {
         "pelvis": "Hips", "left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R",
-        "spine1": ["Hips", "Spine", 0.7], "spine2": ["Spine", "Chest", 0.9], "spine3": ["Chest", "Neck", 0.3],
+        "spine1": ["Hips", "Spine", 0.624], "spine2": ["Spine", "Chest", 0.615], "spine3": ["Chest", "Neck", 0.109],
         "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R", "left_ankle": "Foot_L", "right_ankle": "Foot_R",
         "left_foot": "Toes_L", "right_foot": "Toes_R", "neck": "Neck", "head": "Head",
         "left_collar": "Shoulder_L", "right_collar": "Shoulder_R",

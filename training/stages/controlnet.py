@@ -49,6 +49,7 @@ class ControlNetObjective(Objective):
         step = self.schedule.num_train_timesteps // int(control["num_ddim_timesteps"])
         self.timesteps = torch.arange(step - 1, self.schedule.num_train_timesteps, step)
         self.freeze()
+        self.controlnet.latent_post.requires_grad_(False)  # unused by the ControlNet (official layout only)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         mask, hint, hint_mask = batch["mask"], batch["hint"], batch["hint_mask"]
@@ -87,8 +88,10 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
                                    controlnet=True))
     model.vae.load_state_dict(lcm_model.vae.state_dict())
     model.denoiser.load_state_dict(lcm_model.denoiser.state_dict())
-    # ControlNet = the denoiser's weights; its condition embedding and output projections stay zero.
-    missing, unexpected = model.controlnet.load_state_dict(lcm_model.denoiser.state_dict(), strict=False)
+    # ControlNet = the denoiser's weights (it has no final norm); its condition embedding and output
+    # projections stay zero.
+    weights = {k: v for k, v in lcm_model.denoiser.state_dict().items() if not k.startswith("encoder.norm.")}
+    missing, unexpected = model.controlnet.load_state_dict(weights, strict=False)
     if unexpected or any(not k.startswith("controlnet_") for k in missing):
         raise ValueError(f"ControlNet init from the denoiser: missing {missing}, unexpected {unexpected}")
     objective = ControlNetObjective(model, text, dataset.mean, dataset.std, dataset.raw_mean, dataset.raw_std,

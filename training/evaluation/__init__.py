@@ -1,0 +1,1 @@
+"""Evaluation: metric functions (OmniControl / MotionLCM definitions) and the `motionlcm-eval` report."""

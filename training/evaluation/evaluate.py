@@ -1,0 +1,201 @@
+"""`motionlcm-eval`: evaluate an engine checkpoint on a HumanML3D-format split and write a markdown report.
+
+Sections: VAE reconstruction (MPJPE, feature error); text-to-motion with the LCM (foot skating, diversity,
+AITS); ControlNet control (OmniControl/MotionLCM control errors per joint and density, skating, AITS).
+FID, R-precision, matching score and multimodality need Guo et al.'s evaluator weights and GloVe, which
+are not bundled (see `t2m_evaluator.py`); without them the report says so instead of printing numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.features import denormalize, features_to_joints
+from backend.sampler import decode_latents, sample_lcm
+from backend.skeleton import CONTROL_JOINTS
+
+from ..data.dataset import ControlSpec, HumanML3D, collate
+from . import metrics
+from .t2m_evaluator import EvaluatorUnavailable, load_t2m_evaluator
+
+DENSITIES = (1, 2, 5, 25, 100)  # 1/2/5 frames, 25 % and 100 % of the frames (OmniControl's table)
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    split: str = "test"
+    max_clips: int = 64
+    batch_size: int = 16
+    steps: int = 1  # LCM sampling steps
+    joints: tuple[str, ...] = tuple(CONTROL_JOINTS)
+    densities: tuple[int, ...] = DENSITIES
+    seed: int = 0
+    diversity_times: int = 300  # official; reduced to N - 1 for smaller splits (reported)
+
+
+def _batches(dataset: HumanML3D, count: int, size: int):
+    for start in range(0, count, size):
+        yield collate([dataset[i] for i in range(start, min(start + size, count))])
+
+
+def _joints(feats: torch.Tensor, mean: np.ndarray, std: np.ndarray, lengths: torch.Tensor) -> list[np.ndarray]:
+    joints = features_to_joints(denormalize(feats.float().cpu(), mean, std)).numpy()
+    return [j[: int(n)] for j, n in zip(joints, lengths)]
+
+
+@torch.inference_mode()
+def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dict[str, float]:
+    """VAE round trip with the posterior mean (deterministic)."""
+    errors, feat_abs, feat_sq, frames = [], 0.0, 0.0, 0
+    for batch in _batches(dataset, count, batch_size):
+        _, dist = ckpt.model.vae.encode(batch["motion"], batch["mask"])
+        rec = ckpt.model.vae.decode(dist.loc, batch["mask"])
+        mask = batch["mask"][..., None].float()
+        feat_abs += float(((rec - batch["motion"]).abs() * mask).sum())
+        feat_sq += float((((rec - batch["motion"]) ** 2) * mask).sum())
+        frames += int(mask.sum())
+        for a, b in zip(_joints(rec, ckpt.mean, ckpt.std, batch["length"]),
+                        _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])):
+            errors.append(metrics.mpjpe(a, b))
+    dim = dataset.items[0][1].shape[-1]
+    return {"MPJPE (m)": float(np.mean(errors)), "feature MAE (normalised)": feat_abs / (frames * dim),
+            "feature RMSE (normalised)": float(np.sqrt(feat_sq / (frames * dim)))}
+
+
+@torch.inference_mode()
+def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
+             control: bool) -> tuple[list[np.ndarray], torch.Tensor, float]:
+    """Joints of generated clips, their normalised features, and seconds spent (text to features)."""
+    start = time.perf_counter()
+    text_emb = encoder.encode(batch["text"])
+    z_T = torch.randn((len(batch["text"]), *ckpt.config.latent_shape), generator=generator)
+    hint = (batch["hint"], batch["hint_mask"]) if control else (None, None)
+    z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, generator=generator)
+    feats = decode_latents(ckpt.model, z0, batch["length"])
+    seconds = time.perf_counter() - start
+    return _joints(feats, ckpt.mean, ckpt.std, batch["length"]), feats, seconds
+
+
+def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+    """Mean over valid frames of the normalised features: a stand-in for the evaluator's motion embedding,
+    used only for a diversity number that is NOT comparable to published ones."""
+    mask = (torch.arange(feats.shape[1])[None] < lengths[:, None]).float()[..., None]
+    return ((feats.float().cpu() * mask).sum(1) / mask.sum(1)).numpy()
+
+
+def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, count: int) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(settings.seed)
+    clips, embeddings, seconds = [], [], 0.0
+    for batch in _batches(dataset, count, settings.batch_size):
+        joints, feats, took = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
+        clips += joints
+        embeddings.append(_proxy_embeddings(feats, batch["length"]))
+        seconds += took
+    activations = np.concatenate(embeddings)
+    times = min(settings.diversity_times, len(activations) - 1)
+    rng = np.random.default_rng(settings.seed)
+    return {"skating ratio": metrics.mean_skating_ratio(clips),
+            f"diversity (proxy features, {times} pairs)": metrics.diversity(activations, times, rng),
+            "AITS (s)": seconds / count}
+
+
+def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
+    rows = []
+    for joint in settings.joints:
+        for density in settings.densities:
+            spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
+            dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
+                                raw_mean=ckpt.raw_mean, raw_std=ckpt.raw_std, seed=settings.seed)
+            count = min(settings.max_clips, len(dataset))
+            generator = torch.Generator().manual_seed(settings.seed)
+            per_clip, clips, seconds = [], [], 0.0
+            for batch in _batches(dataset, count, settings.batch_size):
+                joints, _, took = generate(ckpt, encoder, batch, settings.steps, generator, control=True)
+                seconds += took
+                target = (batch["hint"].numpy() * ckpt.raw_std + ckpt.raw_mean)
+                for i, j in enumerate(joints):
+                    n = int(batch["length"][i])
+                    per_clip.append(metrics.control_errors(j, target[i, :n], batch["hint_mask"][i, :n].numpy()))
+                clips += joints
+            label = f"{density} frame{'s' if density > 1 else ''}" if density in (1, 2, 5) else f"{density} %"
+            rows.append({"joint": joint, "density": label, **metrics.mean_control_errors(per_clip),
+                         "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count})
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, text_encoder: str | None = None,
+             evaluator_dir: str | None = None, glove_dir: str | None = None) -> str:
+    """Run every applicable section; returns the markdown report."""
+    from backend.checkpoints import load_checkpoint
+    from backend.text_encoders import check_text_encoder, load_text_encoder
+
+    torch.manual_seed(settings.seed)
+    ckpt = load_checkpoint(checkpoint)
+    encoder = load_text_encoder(text_encoder or ckpt.text_encoder_id)
+    check_text_encoder(encoder, ckpt.text_encoder_id, ckpt.text_dim, str(checkpoint))
+    dataset = HumanML3D(data, settings.split, mean=ckpt.mean, std=ckpt.std, seed=settings.seed)
+    count = min(settings.max_clips, len(dataset))
+    lines = [f"# MotionLCM evaluation: `{ckpt.checkpoint_id}`", "",
+             f"Data `{data}`, split `{settings.split}`, {count} clips, seed {settings.seed}, "
+             f"LCM steps {settings.steps}, batch {settings.batch_size}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} CPU threads" + (", CUDA" if torch.cuda.is_available() else ""), "",
+             "## VAE reconstruction", "", _table([reconstruction(ckpt, dataset, count, settings.batch_size)]), ""]
+    if ckpt.model.denoiser.time_cond_proj_dim is not None:
+        lines += ["## Text to motion (LCM)", "", _table([text_to_motion(ckpt, encoder, dataset, settings, count)]), ""]
+    try:
+        load_t2m_evaluator(evaluator_dir, glove_dir)
+    except EvaluatorUnavailable as why:
+        lines += ["FID, R-precision, matching score and multimodality: **not computed**: " + str(why), ""]
+    if ckpt.model.has_controlnet:
+        lines += ["## Control (ControlNet)", "",
+                  "Errors in metres over controlled points; traj_fail = share of clips with any point off by more "
+                  "than 20 / 50 cm; kps_fail = share of points off by more than 20 / 50 cm.", "",
+                  _table(control(ckpt, encoder, Path(data), settings)), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="engine checkpoint folder (e.g. runs/NAME/controlnet/checkpoint)")
+    parser.add_argument("--data", required=True, help="HumanML3D-format root")
+    parser.add_argument("--out", default="evaluation.md", help="markdown report to write")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-clips", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 4))
+    parser.add_argument("--joints", default=",".join(CONTROL_JOINTS), help="comma-separated control joints")
+    parser.add_argument("--densities", default="1,2,5,25,100")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-encoder", help="text encoder folder when the checkpoint's is not the default")
+    parser.add_argument("--evaluator", help="Guo et al. text-motion evaluator weights folder")
+    parser.add_argument("--glove", help="GloVe folder for the evaluator")
+    args = parser.parse_args(argv)
+    settings = EvalSettings(split=args.split, max_clips=args.max_clips, batch_size=args.batch_size, steps=args.steps,
+                            joints=tuple(j for j in args.joints.split(",") if j),
+                            densities=tuple(int(d) for d in args.densities.split(",") if d), seed=args.seed)
+    unknown = [j for j in settings.joints if j not in CONTROL_JOINTS]
+    if unknown:
+        parser.error(f"unknown control joints {unknown}; choose from {', '.join(CONTROL_JOINTS)}")
+    report = evaluate(args.checkpoint, args.data, settings, args.text_encoder, args.evaluator, args.glove)
+    Path(args.out).write_text(report, encoding="utf-8")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
