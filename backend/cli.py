@@ -1,4 +1,4 @@
-"""`motionlcm` command line: generate, replay, convert, retarget, serve.
+"""`motionlcm` command line: generate, demo, replay, convert, retarget, serve.
 
 Each subcommand lives next to the code it drives and registers itself through `add_parser(subparsers)`;
 this module only assembles them. Progress and timings go to stderr, results to files.
@@ -14,10 +14,10 @@ from .errors import MotionLCMError
 
 def _subcommand_modules():
     # Imported on use, not at module import: backend.cli must stay cheap to import.
-    from . import checkpoints, generate_command, replay, server
+    from . import checkpoints, demo, generate_command, replay, server
     from .retarget import command as retarget_command
 
-    return (generate_command, replay, checkpoints, retarget_command, server)
+    return (generate_command, demo, replay, checkpoints, retarget_command, server)
 
 
 def build_parser() -> argparse.ArgumentParser:

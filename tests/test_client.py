@@ -101,7 +101,12 @@ def test_cancel_drops_a_queued_job_and_a_bad_checkpoint_is_reported(tmp_path):
 
 
 def test_a_backend_that_cannot_start_explains_why(tmp_path):
-    client = BackendClient(sys.executable, backend_root=str(tmp_path))  # no `backend` package there
+    # An interpreter without site-packages (where an editable install of the project would be found) and a
+    # backend_root without the `backend` package: the child cannot import the backend.
+    python = tmp_path / "python_without_site"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    python.chmod(0o755)
+    client = BackendClient(str(python), backend_root=str(tmp_path))
     try:
         reply, _ = wait_final(client, client.submit({"type": "ping"}))
     finally:

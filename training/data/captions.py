@@ -119,7 +119,7 @@ def captions_from_labels(clip: str, content: str, style: str | None, trajectory:
         if "{manner_front}" in template and manner not in _FRONT_OK:
             template = TEMPLATES[1]
         text = template.format(subject=rng.choice(SUBJECTS), action=rng.choice(_content_phrases(content)),
-                               manner=manner, manner_front=manner, direction=direction if "{direction}" in template else "")
+                               manner=manner, manner_front=manner, direction=direction)
         text = " ".join(text.split())
         if text not in captions:
             captions.append(text)

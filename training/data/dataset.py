@@ -64,9 +64,8 @@ class HumanML3D(Dataset):
     def __init__(self, root: str | Path, split: str = "train", *, mean: np.ndarray | None = None,
                  std: np.ndarray | None = None, control: ControlSpec | None = None,
                  raw_mean: np.ndarray | None = None, raw_std: np.ndarray | None = None,
-                 min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES, seed: int = 0,
-                 max_items: int | None = None) -> None:
-        root = Path(root)
+                 min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES, seed: int = 0) -> None:
+        self.root = root = Path(root)
         self.mean = np.load(root / "Mean.npy") if mean is None else mean
         self.std = np.load(root / "Std.npy") if std is None else std
         self.control, self.seed, self.epoch = control, seed, 0
@@ -77,24 +76,24 @@ class HumanML3D(Dataset):
                 raw_mean, raw_std = spatial_mean_std()
             self.raw_mean, self.raw_std = np.asarray(raw_mean), np.asarray(raw_std)
         names = [n.strip() for n in (root / f"{split}.txt").read_text(encoding="utf-8").split() if n.strip()]
-        self.items: list[tuple[str, np.ndarray, list[str]]] = []
+        # (name, features, [(caption, "lemma/POS ..." tokens)]); tokens feed the Guo et al. evaluator only
+        self.items: list[tuple[str, np.ndarray, list[tuple[str, str]]]] = []
         for name in names:
             vec_path, text_path = root / "new_joint_vecs" / f"{name}.npy", root / "texts" / f"{name}.txt"
             if not vec_path.is_file() or not text_path.is_file():
                 continue
             motion = np.load(vec_path).astype(np.float32)
-            whole: list[str] = []
+            whole: list[tuple[str, str]] = []
             for entry in read_caption_file(text_path):
+                caption = (entry.caption, " ".join(entry.tokens))
                 if entry.start == 0.0 and entry.end == 0.0:
-                    whole.append(entry.caption)
+                    whole.append(caption)
                     continue
                 window = motion[int(entry.start * FPS):int(entry.end * FPS)]  # a caption of a time window
                 if min_frames <= len(window) <= max_frames:
-                    self.items.append((f"{name}@{entry.start}-{entry.end}", window, [entry.caption]))
+                    self.items.append((f"{name}@{entry.start}-{entry.end}", window, [caption]))
             if whole and min_frames <= len(motion) <= max_frames:
                 self.items.append((name, motion, whole))
-            if max_items is not None and len(self.items) >= max_items:
-                break
         if not self.items:
             raise ValueError(f"{root}: no usable clips in split {split!r} ({min_frames}..{max_frames} frames)")
 
@@ -107,12 +106,12 @@ class HumanML3D(Dataset):
     def __getitem__(self, index: int) -> dict:
         name, motion, captions = self.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        caption = captions[int(rng.integers(len(captions)))]
+        caption, tokens = captions[int(rng.integers(len(captions)))]
         units = len(motion) // UNIT_LEN - (1 if rng.random() < 1 / 3 else 0)  # sometimes one unit shorter
         length = max(units, MIN_FRAMES // UNIT_LEN) * UNIT_LEN
         start = int(rng.integers(0, len(motion) - length + 1))
         crop = motion[start:start + length]
-        item = {"name": name, "text": caption, "length": length,
+        item = {"name": name, "text": caption, "tokens": tokens, "length": length,
                 "motion": torch.from_numpy(((crop - self.mean) / self.std).astype(np.float32))}
         if self.control is not None:
             with torch.no_grad():
@@ -126,7 +125,8 @@ def collate(items: list[dict]) -> dict:
     """Pad to the longest item; `mask` (B, T) is True on real frames."""
     lengths = torch.tensor([it["length"] for it in items])
     longest = int(lengths.max())
-    batch = {"text": [it["text"] for it in items], "name": [it["name"] for it in items], "length": lengths,
+    batch = {"text": [it["text"] for it in items], "tokens": [it["tokens"] for it in items],
+             "name": [it["name"] for it in items], "length": lengths,
              "mask": torch.arange(longest)[None, :] < lengths[:, None]}
     for key in ("motion", "hint", "hint_mask"):
         if key in items[0]:

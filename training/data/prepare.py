@@ -7,6 +7,7 @@ Output layout (what `training.data.dataset.HumanML3D` reads):
     ROOT/Mean.npy, ROOT/Std.npy   feature statistics over the train split (HumanML3D's grouping)
     ROOT/{train,val,test,all}.txt split lists
     ROOT/report.json, ROOT/report.txt  every clip skipped and why
+    ROOT/dataset.json             source, mapping, licence (copied into trained checkpoints' licence note)
 Every clip goes through the engine's own HumanML3D processing (`backend.features.joints_to_features`)
 after resampling to 20 fps and scaling to metres, so training sees exactly what inference decodes.
 """
@@ -102,7 +103,7 @@ def make_splits(names: list[str], seed: int, val: float, test: float) -> dict[st
 
 def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions: CaptionSource, *,
             npy_fps: float = FPS, seed: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.15,
-            progress: bool = True) -> PrepareReport:
+            licence: str = "unknown", progress: bool = True) -> PrepareReport:
     source, out = Path(source), Path(out)
     for sub in ("new_joint_vecs", "new_joints", "texts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -154,6 +155,9 @@ def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions
     mean, std = feature_mean_std(train)
     np.save(out / "Mean.npy", mean)
     np.save(out / "Std.npy", std)
+    (out / "dataset.json").write_text(json.dumps({
+        "source": str(source), "clips": len(report.prepared), "skipped": len(report.skipped), "seed": seed,
+        "mapping_scale": mapping.scale, "licence": licence}, indent=1), encoding="utf-8")
     _write_report(out, report)
     return report
 

@@ -45,7 +45,10 @@ def tokenize(caption: str) -> str:
     tokens = []
     for word in re.findall(r"[a-z]+", caption.lower()):
         verb = _lemma_verb(word)
-        lemma, pos = (verb, "AUX" if verb in ("be", "would") else "VERB") if verb else _LEXICON.get(word, (word, "OTHER"))
+        if verb:
+            lemma, pos = verb, "AUX" if verb in ("be", "would") else "VERB"
+        else:
+            lemma, pos = _LEXICON.get(word, (word, "OTHER"))
         tokens.append(f"{lemma}/{pos}")
     return " ".join(tokens)
 

@@ -2,8 +2,9 @@
 
 Sections: VAE reconstruction (MPJPE, feature error); text-to-motion with the LCM (foot skating, diversity,
 AITS); ControlNet control (OmniControl/MotionLCM control errors per joint and density, skating, AITS).
-FID, R-precision, matching score and multimodality need Guo et al.'s evaluator weights and GloVe, which
-are not bundled (see `t2m_evaluator.py`); without them the report says so instead of printing numbers.
+FID, R-precision, matching score, diversity and multimodality use Guo et al.'s evaluator when its weights
+and GloVe are given (`t2m_evaluator.py`); without them the report says so, and the only diversity shown
+is a proxy on mean-pooled features, labelled as not comparable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from backend.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
 from . import metrics
-from .t2m_evaluator import EvaluatorUnavailable, load_t2m_evaluator
+from .t2m_evaluator import EvaluatorUnavailable, T2MEvaluator, load_t2m_evaluator
 
 DENSITIES = (1, 2, 5, 25, 100)  # 1/2/5 frames, 25 % and 100 % of the frames (OmniControl's table)
 
@@ -38,6 +39,7 @@ class EvalSettings:
     densities: tuple[int, ...] = DENSITIES
     seed: int = 0
     diversity_times: int = 300  # official; reduced to N - 1 for smaller splits (reported)
+    mm_repeats: int = 0  # multimodality: generations per caption (official 30); 0 = skip
 
 
 def _batches(dataset: HumanML3D, count: int, size: int):
@@ -90,20 +92,51 @@ def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     return ((feats.float().cpu() * mask).sum(1) / mask.sum(1)).numpy()
 
 
-def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, count: int) -> dict[str, float]:
+def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, count: int,
+                   evaluator: T2MEvaluator | None) -> dict[str, float]:
     generator = torch.Generator().manual_seed(settings.seed)
-    clips, embeddings, seconds = [], [], 0.0
+    clips, proxies, seconds = [], [], 0.0
+    gen_emb, real_emb, text_emb = [], [], []
     for batch in _batches(dataset, count, settings.batch_size):
         joints, feats, took = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
         clips += joints
-        embeddings.append(_proxy_embeddings(feats, batch["length"]))
+        proxies.append(_proxy_embeddings(feats, batch["length"]))
         seconds += took
-    activations = np.concatenate(embeddings)
-    times = min(settings.diversity_times, len(activations) - 1)
+        if evaluator is not None:
+            gen_emb.append(evaluator.motion_embeddings(denormalize(feats, ckpt.mean, ckpt.std), batch["length"]))
+            real_emb.append(evaluator.motion_embeddings(denormalize(batch["motion"], ckpt.mean, ckpt.std),
+                                                        batch["length"]))
+            text_emb.append(evaluator.text_embeddings(batch["tokens"]))
     rng = np.random.default_rng(settings.seed)
-    return {"skating ratio": metrics.mean_skating_ratio(clips),
-            f"diversity (proxy features, {times} pairs)": metrics.diversity(activations, times, rng),
-            "AITS (s)": seconds / count}
+    result = {"skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count}
+    if evaluator is None:
+        activations = np.concatenate(proxies)
+        times = min(settings.diversity_times, len(activations) - 1)
+        result[f"diversity (proxy features, {times} pairs)"] = metrics.diversity(activations, times, rng)
+        return result
+    generated, real, texts = np.concatenate(gen_emb), np.concatenate(real_emb), np.concatenate(text_emb)
+    times = min(settings.diversity_times, len(generated) - 1)
+    result.update({"FID": metrics.frechet_distance(real, generated),
+                   f"Diversity ({times} pairs)": metrics.diversity(generated, times, rng),
+                   f"real Diversity ({times} pairs)": metrics.diversity(real, times, rng)})
+    if len(texts) >= metrics.R_PRECISION_GROUP:
+        result.update(metrics.r_precision_and_matching(texts, generated))
+        result.update({f"real {k}": v for k, v in metrics.r_precision_and_matching(texts, real).items()})
+    if settings.mm_repeats > 1:
+        result["MultiModality"] = multimodality(ckpt, encoder, dataset, min(100, count), settings, evaluator, rng)
+    return result
+
+
+def multimodality(ckpt, encoder, dataset: HumanML3D, count: int, settings: EvalSettings, evaluator: T2MEvaluator,
+                  rng: np.random.Generator) -> float:
+    """Official protocol: 100 captions, `mm_repeats` generations each (30), 10 random pairs per caption."""
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    per_text = []
+    for index in range(count):
+        batch = collate([dataset[index]] * settings.mm_repeats)
+        _, feats, _ = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
+        per_text.append(evaluator.motion_embeddings(denormalize(feats, ckpt.mean, ckpt.std), batch["length"]))
+    return metrics.multimodality(np.stack(per_text), min(10, settings.mm_repeats - 1), rng)
 
 
 def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
@@ -155,12 +188,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
              f"LCM steps {settings.steps}, batch {settings.batch_size}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads" + (", CUDA" if torch.cuda.is_available() else ""), "",
              "## VAE reconstruction", "", _table([reconstruction(ckpt, dataset, count, settings.batch_size)]), ""]
-    if ckpt.model.denoiser.time_cond_proj_dim is not None:
-        lines += ["## Text to motion (LCM)", "", _table([text_to_motion(ckpt, encoder, dataset, settings, count)]), ""]
+    evaluator = None
     try:
-        load_t2m_evaluator(evaluator_dir, glove_dir)
+        evaluator = load_t2m_evaluator(evaluator_dir, glove_dir)
     except EvaluatorUnavailable as why:
         lines += ["FID, R-precision, matching score and multimodality: **not computed**: " + str(why), ""]
+    if ckpt.model.denoiser.time_cond_proj_dim is not None:
+        t2m = text_to_motion(ckpt, encoder, dataset, settings, count, evaluator)
+        lines += ["## Text to motion (LCM)", "", _table([t2m]), ""]
     if ckpt.model.has_controlnet:
         lines += ["## Control (ControlNet)", "",
                   "Errors in metres over controlled points; traj_fail = share of clips with any point off by more "
@@ -171,7 +206,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint.")
-    parser.add_argument("--checkpoint", required=True, help="engine checkpoint folder (e.g. runs/NAME/controlnet/checkpoint)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="engine checkpoint folder (e.g. runs/NAME/controlnet/checkpoint)")
     parser.add_argument("--data", required=True, help="HumanML3D-format root")
     parser.add_argument("--out", default="evaluation.md", help="markdown report to write")
     parser.add_argument("--split", default="test")
@@ -184,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-encoder", help="text encoder folder when the checkpoint's is not the default")
     parser.add_argument("--evaluator", help="Guo et al. text-motion evaluator weights folder")
     parser.add_argument("--glove", help="GloVe folder for the evaluator")
+    parser.add_argument("--mm-repeats", type=int, default=0, help="multimodality: generations per caption (30)")
     args = parser.parse_args(argv)
     settings = EvalSettings(split=args.split, max_clips=args.max_clips, batch_size=args.batch_size, steps=args.steps,
                             joints=tuple(j for j in args.joints.split(",") if j),
-                            densities=tuple(int(d) for d in args.densities.split(",") if d), seed=args.seed)
+                            densities=tuple(int(d) for d in args.densities.split(",") if d), seed=args.seed,
+                            mm_repeats=args.mm_repeats)
     unknown = [j for j in settings.joints if j not in CONTROL_JOINTS]
     if unknown:
         parser.error(f"unknown control joints {unknown}; choose from {', '.join(CONTROL_JOINTS)}")

@@ -73,7 +73,10 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     model.vae.load_state_dict(vae_model.vae.state_dict())
     diffusion = cfg["diffusion"]
     objective = MLDObjective(model, text, float(diffusion["text_dropout"]))
-    val_set = HumanML3D(data, "val", seed=seed) if (Path(data) / "val.txt").exists() else dataset
+    try:
+        val_set = HumanML3D(data, "val", seed=seed)
+    except (OSError, ValueError):  # no usable val split: validate on training clips rather than not at all
+        val_set = dataset
 
     def validate() -> dict[str, float]:
         return ddim_validation(model, text, val_set, int(cfg["validation"]["samples"]),
