@@ -12,6 +12,10 @@
 4. `blender --command extension install-file -r user_default --enable ZIP` when a Blender binary is
    found (PATH, usual install folders, or --blender); otherwise how to install the zip by hand.
 
+With --demo it then runs the main job on the shipped defaults (`motionlcm demo`: a prompt plus a 3 m pelvis
+circle -> ./motionlcm_demo/ with demo.npz, demo.bvh, demo.gif and, through Blender's Python module installed
+for it (bpy, Python 3.11 only), demo.blend with the character and its baked Action).
+
 Re-running is safe: an existing venv is reused, pip skips what is installed, the zip is rebuilt
 byte-identically for the same inputs and Blender replaces the installed extension.
 """
@@ -35,7 +39,7 @@ import extension_zip  # beside this file; pure standard library
 
 REPO = Path(__file__).resolve().parent
 TORCH_VERSION = "2.13.0"
-TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu128"}
+BPY_VERSION = "5.0.1"  # Blender as a Python module, for the demo's .blend (wheels for CPython 3.11 only)
 CONFIG_NAME = "backend_config.json"  # motionlcm_blender/client.py reads it from the add-on's folder
 BLENDER_CANDIDATES = (  # beyond PATH; globbed, newest version last
     "/Applications/Blender.app/Contents/MacOS/Blender",
@@ -75,11 +79,10 @@ def torch_build(device: str) -> str:
     return device
 
 
-def torch_install_args(build: str) -> list[str]:
-    # macOS wheels on PyPI are the CPU/MPS build; the pytorch.org indexes serve Linux and Windows.
-    if sys.platform == "darwin":
-        return [f"torch=={TORCH_VERSION}"]
-    return [f"torch=={TORCH_VERSION}", "--index-url", TORCH_INDEX[build]]
+def torch_install_args(index: str | None) -> list[str]:
+    """torch from the configured package index (PyPI's Linux wheels carry CUDA; macOS and Windows ones are CPU),
+    or from `index`, e.g. PyTorch's CPU-only or a CUDA-specific wheel index."""
+    return [f"torch=={TORCH_VERSION}"] + (["--index-url", index] if index else [])
 
 
 def default_venv() -> Path:
@@ -148,7 +151,7 @@ def plan(args: argparse.Namespace) -> list[Step]:
     steps += [
         Step(f"install torch {TORCH_VERSION} ({build.upper()} build"
              f"{', an NVIDIA GPU was found' if build == 'cuda' and args.device == 'auto' else ''})",
-             pip + torch_install_args(build)),
+             pip + torch_install_args(args.torch_index)),
         Step("install the backend (editable) with its embedded defaults", pip + ["-e", str(REPO)]),
         Step("check that the backend imports", [str(python), "-c", "import backend.server, backend.pipeline"]),
     ]
@@ -166,6 +169,24 @@ def plan(args: argparse.Namespace) -> list[Step]:
         steps.append(Step(f"install and enable the extension in {blender}",
                           [blender, "--command", "extension", "install-file", "-r", "user_default", "--enable",
                            str(zip_path)]))
+    if args.demo:
+        steps += demo_steps(python, Path.cwd() / "motionlcm_demo")
+    return steps
+
+
+def demo_steps(python: Path, out: Path) -> list[Step]:
+    """Blender's Python module for the .blend (when the environment's Python can take it), then the demo."""
+    version = subprocess.run([str(python), "-c", "import sys; print(sys.version_info[:2] == (3, 11))"],
+                             capture_output=True, text=True).stdout.strip() if python.exists() else "True"
+    steps = []
+    if version == "True":
+        steps.append(Step(f"install Blender's Python module bpy {BPY_VERSION} for the demo's .blend "
+                          "(it pins numpy<2, which the backend runs with)",
+                          [str(python), "-m", "pip", "install", f"bpy=={BPY_VERSION}"]))
+    else:
+        steps.append(Step(f"no bpy {BPY_VERSION} for this Python (it needs 3.11): the demo skips the .blend"))
+    steps.append(Step(f"run the main job on the shipped defaults into {out}",
+                      [str(python), "-m", "backend.cli", "demo", "--out", str(out)]))
     return steps
 
 
@@ -186,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blender", help="Blender executable (default: found on PATH or in usual places)")
     parser.add_argument("--out", default=str(REPO / "dist"), help="where to write the extension zip")
     parser.add_argument("--checkpoint", help="checkpoint the add-on loads by default (default: the shipped one)")
+    parser.add_argument("--torch-index", help="pip index URL for torch (default: the configured index)")
+    parser.add_argument("--demo", action="store_true",
+                        help="then run the main job on the shipped defaults into ./motionlcm_demo")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     args = parser.parse_args(argv)
     steps = plan(args)

@@ -25,7 +25,7 @@ from .motion import Motion
 from .sampler import decode_latents, sample_ddim, sample_lcm
 from .schedulers import LCMScheduler
 from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
-from .text_encoders import check_text_encoder, load_text_encoder
+from .text_encoders import PromptCache, check_text_encoder, load_text_encoder
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
@@ -72,6 +72,7 @@ class MotionLCMPipeline:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.text_encoder = text_encoder
+        self.prompt_cache = PromptCache(text_encoder)
         self.device = device
         self._mean = torch.from_numpy(checkpoint.mean).to(device)
         self._std = torch.from_numpy(checkpoint.std).to(device)
@@ -168,9 +169,7 @@ class MotionLCMPipeline:
         with torch.inference_mode():
             stage("text", 0.0)
             with clock("text"):
-                unique = sorted(set(sample_prompts))
-                emb = self.text_encoder.encode(unique)
-                text_emb = emb[torch.tensor([unique.index(p) for p in sample_prompts], device=emb.device)]
+                text_emb = self.prompt_cache.encode(sample_prompts)
             stage("sampling", 0.2)
             with clock("hint"):
                 hint = hint_mask = None

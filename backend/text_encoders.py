@@ -23,6 +23,7 @@ import os
 import threading
 import warnings
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -106,6 +107,38 @@ class T5MeanPoolEncoder(TextEncoder):
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class PromptCache:
+    """Least-recently-used prompt embeddings in front of a text encoder.
+
+    Artists regenerate the same prompt many times (new seed, edited path); a hit skips tokenisation and the
+    encoder forward (10-30 ms of a ~150 ms CPU generation). Misses are encoded together, sorted, as one batch.
+    Embeddings are deterministic, so a hit equals a fresh encoding up to the float rounding of batch padding.
+    Entries made under `torch.inference_mode` are inference tensors: use one cache for inference only.
+    """
+
+    def __init__(self, encoder: TextEncoder, size: int = 256) -> None:
+        self.encoder, self.size = encoder, size
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """(B, 1, dim) embeddings of `prompts`, like `TextEncoder.encode`."""
+        with self._lock:
+            missing = sorted({p for p in prompts if p not in self._entries})
+            if missing:
+                self._entries.update(zip(missing, self.encoder.encode(missing)))
+            for p in prompts:
+                self._entries.move_to_end(p)
+            emb = torch.stack([self._entries[p] for p in prompts])
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return emb
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 @contextmanager

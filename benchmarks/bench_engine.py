@@ -6,13 +6,21 @@ AITS follows the MotionLCM paper: text encoding + trajectory encoding + sampling
 Without --checkpoint a randomly initialised default-size model (official architecture, 384-dim text input for
 the embedded MiniLM encoder) is saved to a temporary folder and loaded through the normal checkpoint path.
 
-    python benchmarks/bench_engine.py [--device cpu|cuda] [--checkpoint PATH] [--repeats 20]
+Text encoding is timed cold (the pipeline's prompt cache is cleared before every run, as the paper's AITS
+encodes every prompt); `text_cached_ms` is the text stage on a repeated prompt. Batch-32 throughput is 32 divided
+by the median wall time of one whole 32-sample `generate` call (everything, joints included).
+`--backend-root` imports `backend` from another tree (e.g. an export of the previous commit) for A/B runs;
+`benchmarks/ab_engine.py` alternates two trees.
+
+    python benchmarks/bench_engine.py [--device cpu|cuda] [--checkpoint PATH] [--repeats 20] [--threads N]
+                                      [--backend-root DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -20,10 +28,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+def _backend_root() -> str:
+    # Parsed before anything imports torch: `backend` must be imported first (it sets the OpenMP wait policy).
+    if "--backend-root" in sys.argv[:-1]:
+        return str(Path(sys.argv[sys.argv.index("--backend-root") + 1]).resolve())
+    return str(Path(__file__).resolve().parents[1])
+
+
+sys.path.insert(0, _backend_root())
+
+import backend  # noqa: E402,F401  (before torch, see backend/__init__.py)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from backend.checkpoints import save_checkpoint  # noqa: E402
 from backend.controls import JointControl  # noqa: E402
@@ -34,6 +51,7 @@ from backend.pipeline import MotionLCMPipeline  # noqa: E402
 from backend.text_encoders import DEFAULT_ENCODER_DIM, DEFAULT_ENCODER_ID  # noqa: E402
 
 FRAMES = 196
+BATCH = 32
 AITS_STAGES = ("text", "hint", "sampling", "decode")
 
 
@@ -53,10 +71,24 @@ def pelvis_circle(frames: int = FRAMES, radius: float = 1.5) -> JointControl:
     return JointControl.dense("pelvis", path.astype(np.float32))
 
 
-def median_ms(run, repeats: int, warmup: int) -> float:
+def median_of(run, repeats: int, warmup: int) -> float:
     for _ in range(warmup):
         run()
     return statistics.median(run() for _ in range(repeats))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def main() -> None:
@@ -65,34 +97,60 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--backend-root", default=None, help="import backend from this tree instead")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or random_checkpoint(Path(tmp))
         pipe = MotionLCMPipeline.from_checkpoint(checkpoint, device=args.device)
     control = pelvis_circle()
 
-    def aits(steps: int, controlled: bool, batch: int = 1) -> float:
-        def run() -> float:
-            result = pipe.generate(["a person walks in a circle"] * batch, [FRAMES] * batch,
-                                   controls=[[control]] * batch if controlled else None, steps=steps, seed=0)
-            return sum(result.timings[s] for s in AITS_STAGES) / batch
-        return median_ms(run, args.repeats, args.warmup)
+    prompt_cache = getattr(pipe, "prompt_cache", None)  # absent in trees older than the cache
 
+    def generate(steps: int, controlled: bool, batch: int = 1, cold_text: bool = True):
+        if cold_text and prompt_cache is not None:
+            prompt_cache.clear()
+        return pipe.generate(["a person walks in a circle"] * batch, [FRAMES] * batch,
+                             controls=[[control]] * batch if controlled else None, steps=steps, seed=0)
+
+    def aits(steps: int, controlled: bool) -> float:
+        return median_of(lambda: sum(generate(steps, controlled).timings[s] for s in AITS_STAGES),
+                         args.repeats, args.warmup)
+
+    load_before = load_average()
     report: dict = {"device": str(pipe.device), "frames": FRAMES, "repeats": args.repeats,
                     "checkpoint": str(args.checkpoint or "random default-size"),
+                    "backend_root": _backend_root(),
                     "parameters_m": round(sum(p.numel() for p in pipe.model.parameters()) / 1e6, 2),
                     "aits_ms": {}}
     for steps in (1, 2, 4):
         report["aits_ms"][str(steps)] = {"control": round(aits(steps, pipe.has_controlnet), 2),
                                          "text": round(aits(steps, False), 2)}
-    start_batch = time.perf_counter()
-    per_sample_ms = aits(1, pipe.has_controlnet, batch=32)
-    report["batch32_samples_per_s"] = round(1000.0 / per_sample_ms, 1)
-    report["batch32_wall_s"] = round(time.perf_counter() - start_batch, 2)
+    stages: dict[str, list[float]] = {}
+    for _ in range(args.repeats):  # the stage breakdown of one-step (controlled) generation
+        for name, ms in generate(1, pipe.has_controlnet).timings.items():
+            stages.setdefault(name, []).append(ms)
+    report["stages_1step_ms"] = {name: round(statistics.median(v), 2) for name, v in stages.items()}
+    report["text_cached_ms"] = round(median_of(lambda: generate(1, False, cold_text=False).timings["text"],
+                                               args.repeats, 1), 2)
+
+    def batch_wall_s() -> float:
+        start = time.perf_counter()
+        generate(1, pipe.has_controlnet, batch=BATCH)
+        return time.perf_counter() - start
+
+    wall = median_of(batch_wall_s, max(3, args.repeats // 4), 1)
+    report["batch32_wall_s"] = round(wall, 3)
+    report["batch32_samples_per_s"] = round(BATCH / wall, 2)
+    report["load_average"] = {"before": load_before, "after": load_average()}
     report["versions"] = {"python": platform.python_version(), "torch": torch.__version__,
                           "numpy": np.__version__, "threads": torch.get_num_threads(),
-                          "cpu": platform.processor() or platform.machine(),
+                          "interop_threads": torch.get_num_interop_threads(),
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                          "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                           "gpu": torch.cuda.get_device_name() if pipe.device.type == "cuda" else None}
     print(json.dumps(report, indent=2))
 

@@ -28,8 +28,8 @@ def unregister() -> None:
 
     from . import session
     properties, preferences, operators, panel = _modules()
-    operators.stop_timer(bpy.context.window_manager)  # a generation may still be running
-    session.shutdown()  # stop the backend process and forget the running job
+    operators.stop_timer(bpy.context.window_manager, session.run)  # a generation may still be running
+    session.shutdown()  # cancel the running generation and stop the backend process
     for cls in reversed(operators.CLASSES + panel.CLASSES):
         bpy.utils.unregister_class(cls)
     bpy.utils.unregister_class(preferences.MotionLCMPreferences)

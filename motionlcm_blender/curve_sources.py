@@ -80,7 +80,7 @@ def _grease_pencil_stroke(obj: bpy.types.Object) -> np.ndarray:
         frame = layer.active_frame
         if frame is None or len(frame.strokes) == 0:
             raise curves.CurveError(f"Grease Pencil '{obj.name}' has no stroke on layer '{layer.info}'.")
-        local = _read(frame.strokes[-1].points, "co", 3)
+        local = curves.transform_points(_read(frame.strokes[-1].points, "co", 3), np.array(layer.matrix_layer))
     return _world(obj, local)
 
 
@@ -124,7 +124,7 @@ def is_curve_like(obj: bpy.types.Object) -> bool:
 
 
 def control_request(context: bpy.types.Context, obj: bpy.types.Object | None, joint: str, mode: str,
-                    strength: float, density: float, frame_count: int, start_frame: float,
+                    density: float, frame_count: int, start_frame: float,
                     to_target: np.ndarray, pelvis_height_m: float) -> dict[str, Any]:
     """One `controls` entry of the generate request, in the target's space (to_target: world -> target 4x4)."""
     if obj is None:
@@ -140,7 +140,7 @@ def control_request(context: bpy.types.Context, obj: bpy.types.Object | None, jo
             depsgraph = context.evaluated_depsgraph_get()
             world = _curve_path(obj, depsgraph) if obj.type == "CURVE" else _grease_pencil_stroke(obj)
             return generation_request.path_control(joint, curves.transform_points(world, to_target), frame_count,
-                                                   density, unit_scale, strength, pelvis_height_m)
+                                                   density, unit_scale, pelvis_height_m)
         if obj.type == "CURVE":
             knots = curves.transform_points(_curve_knots(obj), to_target)
             frames = generation_request.knot_frames(knots, frame_count)
@@ -148,6 +148,6 @@ def control_request(context: bpy.types.Context, obj: bpy.types.Object | None, jo
             scene_frames, world = _keyed_positions(obj, scene)
             knots = curves.transform_points(world, to_target)
             frames = curves.scene_to_model_frames(scene_frames, start_frame, scene_fps, frame_count)
-        return generation_request.waypoint_control(joint, knots, frames, unit_scale, strength, pelvis_height_m)
+        return generation_request.waypoint_control(joint, knots, frames, unit_scale, pelvis_height_m)
     except curves.CurveError as exc:
         raise curves.CurveError(f"{joint} control ('{obj.name}'): {exc}") from exc

@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import bake, character, curve_sources, curves, generation_request
+from . import bake, character, curve_sources, curves, generation_request, rig_mapping
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
 HISTORY_LIMIT = 50
@@ -39,7 +39,11 @@ def _target(context: bpy.types.Context) -> tuple[str, bpy.types.Object | None]:
     obj = settings.armature
     if obj is None or obj.type != "ARMATURE":
         raise generation_request.RequestError("Pick the armature to animate, or choose New SMPL Character as target.")
-    return (SMPL if character.is_motionlcm_character(obj) else RIG), obj
+    if character.is_motionlcm_character(obj):
+        return SMPL, obj
+    # refuse an unmappable rig before the backend spends seconds on a motion that cannot be applied
+    rig_mapping.resolve_mapping([bone.name for bone in obj.data.bones], settings.mapping, obj.name)
+    return RIG, obj
 
 
 def _to_target(kind: str, obj: bpy.types.Object | None, location: tuple[float, float, float]) -> np.ndarray:
@@ -58,7 +62,8 @@ def _to_target(kind: str, obj: bpy.types.Object | None, location: tuple[float, f
 
 
 def plan_generation(context: bpy.types.Context, character_only: bool = False) -> GenerationPlan:
-    """Validate the panel and build the requests; raises RequestError or CurveError with the user's fix."""
+    """Validate the panel and build the requests; raises RequestError, CurveError or RigMappingError with the
+    user's fix."""
     scene = context.scene
     settings = scene.motionlcm
     scene_fps = scene.render.fps / scene.render.fps_base
@@ -75,15 +80,14 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False) ->
     rest = character.rest_joints_of(obj) if kind == SMPL else None
     pelvis_height = float(rest[0, 1]) if rest is not None else curves.DEFAULT_PELVIS_HEIGHT_M
     to_target = _to_target(kind, obj, location)
-    controls = [curve_sources.control_request(context, c.source, c.joint, c.mode, c.strength, c.density, frames,
+    controls = [curve_sources.control_request(context, c.source, c.joint, c.mode, c.density, frames,
                                               settings.start_frame, to_target, pelvis_height)
                 for c in settings.controls]
     requests = {"generate": generation_request.build_generate_request(values, controls, rest)}
     if kind == NEW:  # the skeleton reply's rest pose is the default target skeleton of `generate`
         requests = {"skeleton": {"type": "skeleton"}, **requests}
     history = {"prompt": requests["generate"]["prompt"], "seconds": values.seconds, "steps": values.steps,
-               "guidance": values.guidance if values.guidance is not None else 0.0,
-               "use_guidance": values.guidance is not None}
+               "guidance": settings.guidance, "use_guidance": settings.use_guidance}
     return GenerationPlan(requests=requests, target=kind, armature_name=obj.name if obj else None,
                           history=history, **common)
 

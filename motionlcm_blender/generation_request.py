@@ -18,6 +18,7 @@ MAX_FRAMES = 196
 MAX_PROMPT_CHARS = 1000
 STEP_CHOICES = (1, 2, 4)
 MAX_VARIATIONS = 8
+MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 50.0  # the backend's accepted range; None = the checkpoint's default
 # Joints ControlNet can follow (the OmniControl set), as the panel lists them.
 CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
 
@@ -59,31 +60,35 @@ def model_frames(seconds: float) -> int:
 
 
 def _control(joint: str, frames: np.ndarray, points_bu: np.ndarray, unit_scale: float,
-             pelvis_height_m: float, strength: float) -> dict[str, Any]:
+             pelvis_height_m: float) -> dict[str, Any]:
     if joint not in CONTROL_JOINTS:
         raise RequestError(f"Joint '{joint}' cannot be controlled; choose one of {', '.join(CONTROL_JOINTS)}.")
     positions = curves.blender_to_humanml(points_bu, unit_scale)
     if joint == "pelvis" and curves.on_floor(positions):
         positions = curves.lift_to_height(positions, pelvis_height_m)
     return {"joint": joint, "frames": [int(f) for f in frames],
-            "positions": np.round(positions, 5).tolist(), "strength": float(strength)}
+            "positions": np.round(positions, 5).tolist()}
 
 
 def path_control(joint: str, path_bu: np.ndarray, frame_count: int, density: float, unit_scale: float,
-                 strength: float = 1.0, pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
-    """A polyline in the target's space (Blender axes, scene units) walked at uniform speed over the clip."""
+                 pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
+    """A polyline in the target's space (Blender axes, scene units) walked at uniform speed over the clip.
+
+    density: the fraction of the clip's frames pinned to the path (evenly spaced, both ends always kept).
+    The model has no per-control weight, so this is how loosely a path is followed: between pinned frames
+    the motion is free to deviate."""
     frames = curves.evenly_thinned(frame_count, density)
     points = curves.resample_uniform(path_bu, frame_count)[frames]
-    return _control(joint, frames, points, unit_scale, pelvis_height_m, strength)
+    return _control(joint, frames, points, unit_scale, pelvis_height_m)
 
 
 def waypoint_control(joint: str, points_bu: np.ndarray, frames: np.ndarray, unit_scale: float,
-                     strength: float = 1.0, pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
+                     pelvis_height_m: float = curves.DEFAULT_PELVIS_HEIGHT_M) -> dict[str, Any]:
     """Positions pinned at given model frames (from keyframes or from curve points timed by distance)."""
     if len(points_bu) == 0:
         raise RequestError(f"The {joint} control has no waypoints; add keyframes or curve points.")
     frames, points = curves.unique_frames(np.asarray(frames), np.asarray(points_bu, dtype=np.float64))
-    return _control(joint, frames, points, unit_scale, pelvis_height_m, strength)
+    return _control(joint, frames, points, unit_scale, pelvis_height_m)
 
 
 def knot_frames(knots_bu: np.ndarray, frame_count: int) -> np.ndarray:
@@ -100,6 +105,9 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
         raise RequestError(f"Steps must be one of {STEP_CHOICES}, got {settings.steps}.")
     if not 1 <= settings.variations <= MAX_VARIATIONS:
         raise RequestError(f"Variations must be between 1 and {MAX_VARIATIONS}, got {settings.variations}.")
+    if settings.guidance is not None and not MIN_GUIDANCE <= settings.guidance <= MAX_GUIDANCE:
+        raise RequestError(f"Guidance must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got "
+                           f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
     if settings.seed is not None and settings.seed < 0:
         raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
     if not 0 < settings.target_fps <= 240:

@@ -1,9 +1,9 @@
 """Operators of the MotionLCM panel.
 
-Generate and Create Character are modal: they validate and submit on invoke, then a window timer polls
-the backend client (never blocking the UI) until the reply arrives; Esc or the Cancel button aborts.
-The scene is changed only when the reply is applied, in one step, so a single Ctrl+Z undoes it (the
-operators carry the UNDO flag, and a cancelled or failed run returns CANCELLED: no undo step, no change).
+Generate and Create Character are modal shells around generation_run.GenerationRun: execute() starts the run
+(validate, submit), a window timer calls its tick() until the reply is applied, Esc or the Cancel button
+cancel it; the UI never blocks. The run pushes the single undo step itself when it applies the result, so
+these two operators have no UNDO flag; a cancelled or failed run changes nothing and pushes nothing.
 """
 
 import random
@@ -12,12 +12,10 @@ import bpy
 from bpy.props import BoolProperty, IntProperty
 from bpy.types import Operator
 
-from . import bake, curves, generation, generation_request, preferences, session
-from .backend_job import BackendJob
-from .client import BackendError
+from . import bake, generation_request, session
+from .generation_run import FINISHED, RUNNING, GenerationRun
 
 POLL_SECONDS = 0.1
-USER_ERRORS = (generation_request.RequestError, curves.CurveError, BackendError)
 
 
 def _redraw_panels(context: bpy.types.Context) -> None:
@@ -27,89 +25,63 @@ def _redraw_panels(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
-def stop_timer(window_manager: bpy.types.WindowManager) -> None:
-    if session.timer is not None:
-        window_manager.event_timer_remove(session.timer)
-        session.timer = None
+def stop_timer(window_manager: bpy.types.WindowManager, run: GenerationRun | None) -> None:
+    if run is not None and run.timer is not None:
+        window_manager.event_timer_remove(run.timer)
+        run.timer = None
+
+
+def _status(context: bpy.types.Context, text: str | None) -> None:
+    if context.workspace is not None:
+        context.workspace.status_text_set(text)
 
 
 class _BackendOperator:
-    """Modal skeleton shared by Generate and Create Character: submit, poll on a timer, apply."""
+    """Modal shell shared by Generate and Create Character."""
 
     character_only = False
-    _plan = None  # generation.GenerationPlan once execute() has validated the panel
+    _run: GenerationRun | None = None  # this operator's own run (a newer one may be session.run)
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and session.job is None
+        return context.scene is not None and session.run is None
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event | None) -> set[str]:
         return self.execute(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            self._plan = generation.plan_generation(context, self.character_only)
-            if context.window is None:
-                raise generation_request.RequestError(
-                    "Generating needs a Blender window; from a script or the command line use `motionlcm generate`.")
-            client = session.client_for(preferences.backend_config(preferences.addon_preferences(context)))
-            session.job = BackendJob(client, self._plan.requests)
-        except USER_ERRORS as exc:
-            return self._fail(context, str(exc))
-        except Exception as exc:  # a bug or an unusual object: report it, never raise into Blender's UI
-            return self._fail(context, f"Could not prepare the generation ({type(exc).__name__}): {exc}")
-        session.set_info("Starting the backend…")
+        self._run = GenerationRun.start(context, self.character_only)
+        if self._run.state != RUNNING:
+            return self._finish(context)
         wm = context.window_manager
-        session.timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
+        self._run.timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        job = session.job
-        if job is None:  # the add-on was disabled meanwhile
-            return self._finish(context, {"CANCELLED"})
-        if (event.type == "ESC" and event.value == "PRESS") or job.cancel_requested:
-            job.cancel()
-            self.report({"WARNING"}, "MotionLCM: generation cancelled; the scene is unchanged.")
-            session.set_info("Cancelled.")
-            return self._finish(context, {"CANCELLED"})
-        if event.type != "TIMER":
+        if event.type == "ESC" and event.value == "PRESS":
+            self._run.cancel()
+        elif event.type != "TIMER" and self._run.state == RUNNING:
             return {"PASS_THROUGH"}
-        try:
-            done = job.update()
+        if self._run.tick(context) == RUNNING:
+            _status(context, f"MotionLCM: {self._run.stage} {self._run.fraction:.0%} (Esc to cancel)")
             _redraw_panels(context)
-            if not done:
-                return {"PASS_THROUGH"}
-            if job.error is not None:
-                return self._finish(context, self._fail(context, job.error))
-            obj = generation.apply_generation(context, self._plan, job.results)
-        except Exception as exc:  # never let an exception escape into Blender's event loop
-            return self._finish(context, self._fail(context, f"Could not apply the motion: {exc}"))
-        session.set_info(self._done_message(obj))
-        self.report({"INFO"}, f"MotionLCM: {session.last_info}")
-        return self._finish(context, {"FINISHED"})
+            return {"PASS_THROUGH"}
+        return self._finish(context)
 
     def cancel(self, context: bpy.types.Context) -> None:  # window closed / file loaded while running
-        if session.job is not None:
-            session.job.cancel()
-        self._finish(context, {"CANCELLED"})
+        if self._run is not None:
+            self._run.cancel()
+            self._finish(context)
 
-    def _done_message(self, obj: bpy.types.Object) -> str:
-        if self.character_only:
-            return f"created {obj.name}."
-        return f"baked '{obj.animation_data.action.name}' onto {obj.name}."
-
-    def _fail(self, context: bpy.types.Context, message: str) -> set[str]:
-        session.set_error(message)
-        self.report({"ERROR"}, message)
+    def _finish(self, context: bpy.types.Context) -> set[str]:
+        run = self._run
+        stop_timer(context.window_manager, run)
+        _status(context, None)
         _redraw_panels(context)
-        return {"CANCELLED"}
-
-    def _finish(self, context: bpy.types.Context, outcome: set[str]) -> set[str]:
-        stop_timer(context.window_manager)
-        session.job = None
-        _redraw_panels(context)
-        return outcome
+        level = "INFO" if run.state == FINISHED else "ERROR" if run.failed else "WARNING"
+        self.report({level}, run.message if run.failed else f"MotionLCM: {run.message}")
+        return {run.state}
 
 
 class MOTIONLCM_OT_generate(_BackendOperator, Operator):
@@ -117,7 +89,7 @@ class MOTIONLCM_OT_generate(_BackendOperator, Operator):
 
     bl_idname = "motionlcm.generate"
     bl_label = "Generate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # the run pushes its own undo step (see the module docstring)
 
 
 class MOTIONLCM_OT_create_character(_BackendOperator, Operator):
@@ -125,7 +97,7 @@ class MOTIONLCM_OT_create_character(_BackendOperator, Operator):
 
     bl_idname = "motionlcm.create_character"
     bl_label = "Create SMPL Character"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}
     character_only = True
 
 
@@ -137,10 +109,10 @@ class MOTIONLCM_OT_cancel(Operator):
 
     @classmethod
     def poll(cls, _context: bpy.types.Context) -> bool:
-        return session.job is not None
+        return session.run is not None
 
     def execute(self, _context: bpy.types.Context) -> set[str]:
-        session.job.cancel_requested = True  # the modal operator cancels on its next tick
+        session.run.cancel()  # the modal operator ends on its next event
         return {"FINISHED"}
 
 

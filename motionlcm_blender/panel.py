@@ -22,11 +22,11 @@ def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, 
 
 def _draw_run(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """Generate, or progress and Cancel while running; then the last error or outcome."""
-    job = session.job
-    if job is None:
+    run = session.run
+    if run is None:
         layout.operator("motionlcm.generate", icon="PLAY")
     else:
-        layout.progress(factor=job.fraction, type="BAR", text=f"{job.stage.capitalize()}…")
+        layout.progress(factor=run.fraction, type="BAR", text=f"{run.stage.capitalize()}…")
         layout.operator("motionlcm.cancel", icon="CANCEL")
     if session.last_error:
         box = layout.box()
@@ -83,9 +83,10 @@ class MOTIONLCM_PT_main(Panel):
         col.prop(settings, "steps", expand=True)
         row = col.row(heading="Guidance")
         row.prop(settings, "use_guidance", text="")
-        sub = row.row()
-        sub.active = settings.use_guidance
-        sub.prop(settings, "guidance", text="")
+        if settings.use_guidance:
+            row.prop(settings, "guidance", text="")
+        else:  # unticked sends null: the checkpoint's own scale for the chosen steps
+            row.label(text="Checkpoint default")
         col.prop(settings, "variations")
         col.prop(settings, "in_place")
         col.prop(settings, "foot_lock")
@@ -133,7 +134,6 @@ class MOTIONLCM_PT_controls(Panel):
             col.prop(control, "joint")
             col.prop(control, "source")
             col.prop(control, "mode")
-            col.prop(control, "strength")
             if control.mode == "PATH":
                 col.prop(control, "density")
 

@@ -40,10 +40,9 @@ class MotionLCMControl(PropertyGroup):
         (curve_sources.PATH, "Path", "The whole curve, walked at uniform speed over the clip"),
         (curve_sources.WAYPOINTS, "Waypoints",
          "Keyframed positions at their frames, or the curve's points timed by distance along it")])
-    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0,
-                            description="How strongly the joint is pulled onto the trajectory")
     density: FloatProperty(name="Density", default=1.0, min=0.01, max=1.0, subtype="FACTOR",
-                           description="Fraction of the clip's frames constrained along a path")
+                           description="Fraction of the clip's frames pinned to the path, evenly spaced (both ends "
+                           "always): lower lets the motion deviate between them")
 
 
 class MotionLCMHistoryItem(PropertyGroup):
@@ -69,7 +68,9 @@ class MotionLCMSettings(PropertyGroup):
                         items=[("1", "1", "Fastest"), ("2", "2", "Balanced"), ("4", "4", "Best quality")])
     use_guidance: BoolProperty(name="Custom Guidance", default=False,
                                description="Override the checkpoint's classifier-free guidance scale")
-    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
+    guidance: FloatProperty(name="Guidance", default=7.5, min=generation_request.MIN_GUIDANCE,
+                            max=generation_request.MAX_GUIDANCE, soft_max=20.0,
+                            description="Classifier-free guidance scale: higher follows the prompt more literally")
     variations: IntProperty(name="Variations", default=1, min=1, max=generation_request.MAX_VARIATIONS,
                             description="Motions generated at once (consecutive seeds); each becomes an Action")
     start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")

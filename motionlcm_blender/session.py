@@ -1,4 +1,4 @@
-"""Runtime state shared by the operators and the panel: the backend client, the running job, the last error.
+"""Runtime state shared by the operators and the panel: the backend client, the running generation, the last error.
 
 Kept in Python rather than in scene properties so that progress updates never touch the .blend file
 or the undo history. unregister() calls `shutdown()`, which stops the backend process.
@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend_job import BackendJob
 from .client import BackendClient
 
 _client: BackendClient | None = None
 _client_config: dict[str, Any] | None = None
-job: BackendJob | None = None
-timer = None  # the running operator's window timer (bpy.types.Timer), removed on finish or unregister
+run = None  # the running generation_run.GenerationRun (one at a time), None when idle
 last_error = ""
 last_info = ""
 
@@ -46,10 +44,8 @@ def shutdown_client() -> None:
 
 
 def shutdown() -> None:
-    """Forget the running job and stop the backend (add-on disabled or Blender quitting)."""
-    global job
-    if job is not None:
-        job.cancel()
-        job = None
+    """Cancel the running generation and stop the backend (add-on disabled or Blender quitting)."""
+    if run is not None:
+        run.cancel()  # clears `run`
     shutdown_client()
     set_info("")

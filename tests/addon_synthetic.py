@@ -78,3 +78,38 @@ def generate_result(frames: int = 48, fps: float = 24.0, seed: int = 7, variatio
             "parents": list(PARENTS), "rest_joints": rest.astype(np.float32), "variations": out,
             "settings": {"seed": seed, "steps": 1, "guidance": 7.5, "prompt": "a person walks", "frames": 40,
                          "target_fps": fps}, "timings": {"total": 1.0}}
+
+
+class Event:
+    """What a modal operator reads of a bpy.types.Event."""
+
+    def __init__(self, kind: str, value: str = "NOTHING") -> None:
+        self.type, self.value = kind, value
+
+
+def operator_shell(run, operator: str = "MOTIONLCM_OT_generate"):
+    """The modal operator's own methods bound to a plain object holding `run`.
+
+    `bpy.ops.motionlcm.generate()` works headless (execute() starts the run, adds the timer and the modal
+    handler), but headless Blender never delivers events to that handler; the shell is how a test delivers
+    them, through the operator class's unmodified modal()."""
+    from motionlcm_blender import operators
+
+    shell = type("OperatorShell", (operators._BackendOperator,), {
+        "character_only": getattr(operators, operator).character_only,
+        "report": lambda self, kind, text: self.reports.append((*kind, text))})()
+    shell._run, shell.reports = run, []
+    return shell
+
+
+def drive(shell, context, timeout: float = 180.0, on_tick=None) -> set[str]:
+    """Timer events every 20 ms until the operator's modal() ends; returns its outcome."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (outcome := shell.modal(context, Event("TIMER"))) == {"PASS_THROUGH"}:
+        assert time.monotonic() < deadline, f"no reply within {timeout} s"
+        if on_tick is not None:
+            on_tick(shell._run)
+        time.sleep(0.02)
+    return outcome

@@ -62,9 +62,16 @@ def test_pelvis_path_on_the_floor_is_lifted_to_standing_height():
     np.testing.assert_allclose(np.array(raised["positions"])[:, 1], 1.1)
 
 
-def test_density_thins_frames_keeping_both_ends():
-    control = generation_request.path_control("left_wrist", np.array([[0, 0, 1.0], [1, 0, 1.0]]), 100, 0.1, 1.0)
+def test_density_thins_frames_evenly_keeping_both_ends():
+    line = np.array([[0, 0, 1.0], [1, 0, 1.0]])
+    control = generation_request.path_control("left_wrist", line, 100, 0.1, 1.0)
     assert len(control["frames"]) == 10 and control["frames"][0] == 0 and control["frames"][-1] == 99
+    assert set(np.diff(control["frames"])) <= {11, 12} and set(control) == {"joint", "frames", "positions"}
+    np.testing.assert_allclose(np.array(control["positions"])[:, 0], np.array(control["frames"]) / 99, atol=1e-5)
+    assert generation_request.path_control("left_wrist", line, 40, 0.01, 1.0)["frames"] == [0, 39]
+    assert generation_request.path_control("left_wrist", line, 40, 1.0, 1.0)["frames"] == list(range(40))
+    with pytest.raises(curves.CurveError, match="Density must be in"):
+        generation_request.path_control("left_wrist", line, 40, 0.0, 1.0)
 
 
 def test_waypoints_keep_the_later_of_two_keys_on_one_frame():
@@ -94,6 +101,17 @@ def test_generate_request_follows_the_protocol():
 def test_bad_settings_give_specific_errors(changes, message):
     with pytest.raises(generation_request.RequestError, match=message):
         generation_request.build_generate_request(_settings(**changes), [])
+
+
+@pytest.mark.parametrize("guidance", [0.0, 0.99, 50.5])
+def test_guidance_outside_the_backend_range_is_refused(guidance):
+    with pytest.raises(generation_request.RequestError, match="Guidance must be between 1 and 50.*Custom Guidance"):
+        generation_request.build_generate_request(_settings(guidance=guidance), [])
+
+
+@pytest.mark.parametrize("guidance", [None, 1.0, 7.5, 50.0])
+def test_guidance_none_means_the_checkpoint_default(guidance):
+    assert generation_request.build_generate_request(_settings(guidance=guidance), [])["guidance"] == guidance
 
 
 def test_trained_range_edges_are_accepted():

@@ -72,6 +72,8 @@ def test_second_bake_keeps_first_action_in_nla(smpl):
 
 
 def _fcurves(action):
+    if not hasattr(action, "slots"):  # Blender 4.2-4.3: legacy actions
+        return action.fcurves
     from bpy_extras import anim_utils
     return anim_utils.action_get_channelbag_for_slot(action, action.slots[0]).fcurves
 

@@ -25,7 +25,7 @@ def scene():
 
 
 def _control(obj, frames=120, mode=curve_sources.PATH, joint="left_foot", density=1.0, to_target=IDENTITY):
-    return curve_sources.control_request(bpy.context, obj, joint, mode, 1.0, density, frames, 1, to_target, 0.94)
+    return curve_sources.control_request(bpy.context, obj, joint, mode, density, frames, 1, to_target, 0.94)
 
 
 def test_bezier_circle_is_sampled_on_the_circle_at_uniform_spacing(scene):
@@ -131,14 +131,23 @@ def test_curve_points_as_waypoints_are_timed_by_distance(scene):
     np.testing.assert_allclose(np.array(control["positions"])[:, 1], 0.94)  # drawn on the floor: lifted
 
 
+def _stroke_points(layer, frame, count):
+    """A new stroke's points: Grease Pencil v3 (Blender 4.3+) or the legacy one (4.2)."""
+    if hasattr(layer, "translation"):
+        drawing = layer.frames.new(frame).drawing
+        drawing.add_strokes([count])
+        return [(point, "position") for point in drawing.strokes[0].points]
+    stroke = layer.frames.new(frame).strokes.new()
+    stroke.points.add(count)
+    return [(point, "co") for point in stroke.points]
+
+
 def test_grease_pencil_stroke_is_a_path(scene):
     pencil = bpy.data.grease_pencils.new("drawn")
     layer = pencil.layers.new("Lines")
-    layer.translation = (0.0, 0.0, 0.5)
-    drawing = layer.frames.new(scene.frame_current).drawing
-    drawing.add_strokes([5])
-    for i, point in enumerate(drawing.strokes[0].points):
-        point.position = (0.0, -0.5 * i, 1.0)
+    setattr(layer, "translation" if hasattr(layer, "translation") else "location", (0.0, 0.0, 0.5))
+    for i, (point, attribute) in enumerate(_stroke_points(layer, scene.frame_current, 5)):
+        setattr(point, attribute, (0.0, -0.5 * i, 1.0))
     obj = bpy.data.objects.new("drawn", pencil)
     scene.collection.objects.link(obj)
     obj.location = (1.0, 0.0, 0.0)

@@ -1,9 +1,9 @@
-"""End to end in headless Blender: the add-on's Generate path through the real child-process backend
-with a small randomly initialised checkpoint, and its failure paths (missing interpreter, killed
-backend, invalid input), each of which must leave the scene unchanged.
+"""End to end in headless Blender: the Generate operator through the real child-process backend with a small
+randomly initialised checkpoint, and its failure paths (missing interpreter, killed backend, invalid input,
+unmappable rig), each of which must leave the scene unchanged with a clear message.
 
-Headless Blender has no window, so no modal operator runs; `run_generate` does exactly what the
-Generate operator does, step by step: plan (validate) -> submit -> poll on each timer tick -> apply.
+`bpy.ops.motionlcm.generate()` runs the real operator (validate, submit, timer, modal handler); headless
+Blender delivers no events, so `addon_synthetic.drive` sends timer events to the operator class's modal().
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import motionlcm_blender  # noqa: E402
+from addon_synthetic import Event, drive, operator_shell, skeleton_reply  # noqa: E402
 from backend_doubles import make_random_checkpoint  # noqa: E402
 from conftest import REPO  # noqa: E402
-from motionlcm_blender import generation, generation_request, session  # noqa: E402
+from motionlcm_blender import character, client, session  # noqa: E402
 from motionlcm_blender.backend_job import BackendJob  # noqa: E402
-from motionlcm_blender.client import BackendError  # noqa: E402
 
 SCENE_FPS = 24
 TICK_SECONDS = 0.02
@@ -45,8 +45,17 @@ def addon():
 
 
 @pytest.fixture
-def scene(addon):
+def use_config(monkeypatch):
+    """What install.py's backend_config.json would hold (the add-on is registered, not enabled: no preferences)."""
+    def use(config):
+        monkeypatch.setattr(client, "read_backend_config", lambda: dict(config))
+    return use
+
+
+@pytest.fixture
+def scene(addon, backend_config, use_config):
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    use_config(backend_config)
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = SCENE_FPS, 1.0
     settings = scene.motionlcm
@@ -62,20 +71,12 @@ def scene_state() -> dict[str, object]:
             "history": len(bpy.context.scene.motionlcm.history)}
 
 
-def run_generate(config: dict, timeout: float = 180.0, on_progress=None):
-    """The Generate operator's steps; returns (object or None, job)."""
-    context = bpy.context
-    plan = generation.plan_generation(context)
-    job = BackendJob(session.client_for(config), plan.requests)
-    deadline = time.monotonic() + timeout
-    while not job.update():  # one timer tick
-        if on_progress is not None and job.stage not in ("starting backend", "queued"):
-            on_progress(job)
-        assert time.monotonic() < deadline, f"no reply in {timeout} s; backend log:\n{session.client_for(config).stderr_tail()}"
-        time.sleep(TICK_SECONDS)
-    if job.error is not None:
-        return None, job
-    return generation.apply_generation(context, plan, job.results), job
+def generate(on_tick=None):
+    """Click Generate and wait; returns (the operator's outcome, its run, its reports)."""
+    assert bpy.ops.motionlcm.generate() == {"RUNNING_MODAL"}
+    shell = operator_shell(session.run)
+    outcome = drive(shell, bpy.context, on_tick=on_tick)
+    return outcome, shell._run, shell.reports
 
 
 def bone_heads_world(obj, names: list[str], frames: range) -> np.ndarray:
@@ -106,10 +107,13 @@ def fcurve_values(action) -> np.ndarray:
     return np.concatenate(values)
 
 
-def test_generate_bakes_the_backend_joints_and_a_second_generation_keeps_the_first(scene, backend_config):
-    obj, job = run_generate(backend_config)
-    assert job.error is None and obj is not None and obj.type == "ARMATURE"
-    result = job.results["generate"]
+def test_generate_bakes_the_backend_joints_and_a_second_generation_keeps_the_first(scene):
+    bpy.ops.ed.undo_push(message="empty scene")  # background Blender starts without an undo stack
+    outcome, run, reports = generate()
+    assert outcome == {"FINISHED"}, session.last_error
+    obj = bpy.data.objects[scene.motionlcm.history[0].target.name]
+    assert obj.type == "ARMATURE" and reports[-1][0] == "INFO"
+    result = run.job.results["generate"]
     variation = result["variations"][0]
     assert result["fps"] == SCENE_FPS and len(variation["joints"]) == result["frame_count"]
     first = obj.animation_data.action
@@ -119,40 +123,61 @@ def test_generate_bakes_the_backend_joints_and_a_second_generation_keeps_the_fir
     error = np.linalg.norm(heads - expected, axis=-1)
     assert error.max() < 0.01, f"bone heads differ from the backend's joints by up to {error.max() * 100:.2f} cm"
 
-    first_values = fcurve_values(first)
+    name, first_name, first_values = obj.name, first.name, fcurve_values(first)
     scene.motionlcm.target, scene.motionlcm.armature, scene.motionlcm.seed = "ARMATURE", obj, 4
-    again, job = run_generate(backend_config)
-    assert job.error is None and again == obj
+    outcome, run, _reports = generate()
+    assert outcome == {"FINISHED"} and scene.motionlcm.history[1].target == obj
     second = obj.animation_data.action
     assert second != first and second.name != first.name
     in_nla = [strip.action for track in obj.animation_data.nla_tracks for strip in track.strips]
     assert first in in_nla
     np.testing.assert_array_equal(fcurve_values(first), first_values)
 
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # one step: the second generation is gone, the first assigned
+    obj = bpy.data.objects[name]  # an undo reloads every datablock: old references are dead
+    assert obj.animation_data.action.name == first_name and len(obj.animation_data.nla_tracks) == 0
+    assert sorted(bpy.data.actions.keys()) == [first_name] and len(bpy.context.scene.motionlcm.history) == 1
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # and one more: no character
+    assert len(bpy.data.objects) == 0 and len(bpy.data.actions) == 0
 
-def test_missing_interpreter_leaves_the_scene_unchanged(scene, backend_config):
+
+def test_missing_interpreter_leaves_the_scene_unchanged(scene, backend_config, use_config):
+    use_config({**backend_config, "python": "/nonexistent/bin/python3"})
     before = scene_state()
-    with pytest.raises(BackendError, match="was not found") as caught:
-        run_generate({**backend_config, "python": "/nonexistent/bin/python3"})
-    assert caught.value.code == "backend_unavailable" and scene_state() == before
+    with pytest.raises(RuntimeError, match="was not found"):
+        bpy.ops.motionlcm.generate()
+    assert scene_state() == before and session.run is None and "/nonexistent/bin/python3" in session.last_error
 
 
 def test_killed_backend_reports_a_crash_and_the_next_generate_restarts_it(scene, backend_config):
-    client = session.client_for(backend_config)
-    client.restart()  # a fresh backend spends seconds in "loading": a kill lands mid-request every time
+    backend = session.client_for(backend_config)
+    backend.restart()  # a fresh backend spends seconds in "loading": a kill lands mid-request every time
     before = scene_state()
     killed = []
 
-    def kill_once(job):
-        if not killed:
-            killed.append(client.pid)
-            os.kill(client.pid, signal.SIGKILL)
+    def kill_once(run):
+        if not killed and run.stage not in ("starting backend", "queued"):
+            killed.append(backend.pid)
+            os.kill(backend.pid, signal.SIGKILL)
 
-    obj, job = run_generate(backend_config, on_progress=kill_once)
-    assert killed and obj is None and job.error_code == "backend_crashed"
-    assert "stopped unexpectedly" in job.error and scene_state() == before
-    obj, job = run_generate(backend_config)
-    assert job.error is None and obj is not None and client.pid != killed[0]
+    outcome, run, reports = generate(on_tick=kill_once)
+    assert killed and outcome == {"CANCELLED"} and run.job.error_code == "backend_crashed"
+    assert "stopped unexpectedly" in session.last_error and reports[-1] == ("ERROR", session.last_error)
+    assert scene_state() == before
+    outcome, _run, _reports = generate()
+    assert outcome == {"FINISHED"} and backend.pid != killed[0]
+
+
+def test_escape_aborts_a_real_generation_and_the_next_one_still_works(scene):
+    before = scene_state()
+    assert bpy.ops.motionlcm.generate() == {"RUNNING_MODAL"}
+    shell = operator_shell(session.run)
+    assert shell.modal(bpy.context, Event("ESC", "PRESS")) == {"CANCELLED"}
+    assert shell.reports[-1][0] == "WARNING" and session.run is None and scene_state() == before
+    time.sleep(2.0)  # whatever the backend still sends for the cancelled requests is dropped
+    assert shell._run.tick(bpy.context) == "CANCELLED" and scene_state() == before
+    outcome, run, _reports = generate()
+    assert outcome == {"FINISHED"} and len(bpy.data.actions) == 1
 
 
 @pytest.mark.parametrize("field, value, words", [
@@ -162,9 +187,21 @@ def test_killed_backend_reports_a_crash_and_the_next_generate_restarts_it(scene,
 def test_invalid_prompt_or_duration_is_refused_before_anything_changes(scene, field, value, words):
     before = scene_state()
     setattr(scene.motionlcm, field, value)
-    with pytest.raises(generation_request.RequestError, match=words):
-        run_generate({})
-    assert scene_state() == before
+    with pytest.raises(RuntimeError, match=words):
+        bpy.ops.motionlcm.generate()
+    assert scene_state() == before and words in session.last_error
+
+
+def test_armature_without_a_mapping_is_refused_before_anything_changes(scene):
+    reply = skeleton_reply()
+    reply.update(joint_names=[f"bone{i}" for i in range(22)], mesh=None)
+    rig = character.create_character(bpy.context, reply, name="custom rig")
+    del rig[character.SKELETON_TAG]  # a user's own armature
+    scene.motionlcm.target, scene.motionlcm.armature = "ARMATURE", rig
+    before = scene_state()
+    with pytest.raises(RuntimeError, match="Cannot map the motion onto 'custom rig'"):
+        bpy.ops.motionlcm.generate()
+    assert scene_state() == before and rig.animation_data is None
 
 
 def test_invalid_request_that_reaches_the_backend_is_reported_and_changes_nothing(scene, backend_config):

@@ -8,9 +8,8 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import motionlcm_blender  # noqa: E402
-from addon_synthetic import generate_result, skeleton_reply  # noqa: E402
-from motionlcm_blender import bake, character, generation, operators, session  # noqa: E402
-from motionlcm_blender.backend_job import BackendJob  # noqa: E402
+from addon_synthetic import Event, generate_result, operator_shell, skeleton_reply  # noqa: E402
+from motionlcm_blender import bake, character, generation, session  # noqa: E402
 
 
 @pytest.fixture()
@@ -41,7 +40,7 @@ def test_invalid_settings_are_reported_and_change_nothing(scene, setup, message)
     before = _state(scene)
     with pytest.raises(RuntimeError, match=message):
         bpy.ops.motionlcm.generate()
-    assert _state(scene) == before and session.job is None
+    assert _state(scene) == before and session.run is None
     assert message in session.last_error
 
 
@@ -49,6 +48,25 @@ def test_bad_control_is_reported_before_anything_is_sent(scene):
     scene.motionlcm.controls.add()  # pelvis control without a source
     with pytest.raises(RuntimeError, match="pelvis control has no source object"):
         bpy.ops.motionlcm.generate()
+
+
+def test_guidance_slider_starts_at_one_and_unticked_sends_the_default(scene):
+    settings = scene.motionlcm
+    settings.guidance = 0.0
+    assert settings.guidance == 1.0  # the backend accepts 1..50
+    assert generation.plan_generation(bpy.context).requests["generate"]["guidance"] is None
+    settings.use_guidance, settings.guidance = True, 3.5
+    assert generation.plan_generation(bpy.context).requests["generate"]["guidance"] == 3.5
+
+
+def test_path_density_sets_the_fraction_of_pinned_frames(scene):
+    bpy.ops.curve.primitive_bezier_curve_add()
+    control = scene.motionlcm.controls.add()
+    control.joint, control.source, control.mode, control.density = "pelvis", bpy.context.active_object, "PATH", 0.25
+    scene.motionlcm.seconds = 4.0  # 80 model frames
+    (sent,) = generation.plan_generation(bpy.context).requests["generate"]["controls"]
+    assert len(sent["frames"]) == 20 and sent["frames"][0] == 0 and sent["frames"][-1] == 79
+    assert "strength" not in sent and "strength" not in control.bl_rna.properties
 
 
 def _plan(scene, **settings):
@@ -145,25 +163,22 @@ def test_user_rig_is_retargeted_into_a_new_action(scene):
     assert action.frame_range[:] == pytest.approx((1.0, 40.0))
 
 
-def test_unmappable_rig_is_refused_and_the_scene_is_unchanged(scene):
+def test_unmappable_rig_is_refused_before_anything_is_sent(scene, fake_client):
     rig = _user_rig([f"bone{i}" for i in range(22)])
-    plan = _plan(scene, target="ARMATURE", armature=rig)
+    scene.motionlcm.target, scene.motionlcm.armature = "ARMATURE", rig
     before = _state(scene)
-    with pytest.raises(ValueError, match="Cannot map the motion onto 'user rig'"):
-        generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
-    assert _state(scene) == before
-
-
-class _Event:
-    def __init__(self, kind, value="NOTHING"):
-        self.type, self.value = kind, value
+    with pytest.raises(RuntimeError, match="Cannot map the motion onto 'user rig'"):
+        bpy.ops.motionlcm.generate()
+    assert _state(scene) == before and fake_client.submitted == [] and session.run is None
+    assert "Rename those bones or pick another preset" in session.last_error
 
 
 class _FakeClient:
     def __init__(self):
-        self.replies, self.cancelled = [], []
+        self.replies, self.cancelled, self.submitted = [], [], []
 
     def submit(self, request):
+        self.submitted.append(request)
         return request["type"]
 
     def poll(self):
@@ -174,43 +189,115 @@ class _FakeClient:
         self.cancelled.append(job_id)
 
 
-class _Harness(operators._BackendOperator):
-    """The Generate operator's modal logic without Blender's event loop (timer ticks are called by hand)."""
-
-    def __init__(self, plan, client):
-        self._plan, self.reports = plan, []
-        session.job = BackendJob(client, plan.requests)
-
-    def report(self, kind, message):
-        self.reports.append((kind.pop(), message))
-
-
-def test_modal_loop_shows_progress_then_bakes_once_in_one_step(scene):
+@pytest.fixture()
+def fake_client(scene, monkeypatch):
     client = _FakeClient()
-    harness = _Harness(_plan(scene, prompt="a person waves"), client)
-    client.replies = [{"id": "skeleton", "type": "result", **skeleton_reply()},
-                      {"id": "generate", "type": "progress", "stage": "sampling", "fraction": 0.5}]
-    assert harness.modal(bpy.context, _Event("TIMER")) == {"PASS_THROUGH"}
-    assert (session.job.stage, session.job.fraction) == ("sampling", 0.5) and len(bpy.data.objects) == 0
-    assert harness.modal(bpy.context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}
-    client.replies = [{"id": "generate", **generate_result(frames=40)}]
-    assert harness.modal(bpy.context, _Event("TIMER")) == {"FINISHED"}
-    assert session.job is None and harness.reports[-1][0] == "INFO" and "baked 'a person waves s7'" in session.last_info
+    monkeypatch.setattr(session, "client_for", lambda config: client)
+    return client
+
+
+def _start(scene, **settings):
+    """The Generate button: the real operator validates, submits and goes modal; the shell gets its events."""
+    for key, value in settings.items():
+        setattr(scene.motionlcm, key, value)
+    assert bpy.ops.motionlcm.generate() == {"RUNNING_MODAL"}
+    return operator_shell(session.run)
+
+
+def test_modal_operator_shows_progress_then_bakes_once(scene, fake_client):
+    shell = _start(scene, prompt="a person waves")
+    assert [r["type"] for r in fake_client.submitted] == ["skeleton", "generate"]
+    assert not bpy.ops.motionlcm.generate.poll()  # one generation at a time
+    fake_client.replies = [{"id": "skeleton", "type": "result", **skeleton_reply()},
+                           {"id": "generate", "type": "progress", "stage": "sampling", "fraction": 0.5}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"PASS_THROUGH"}
+    assert (session.run.stage, session.run.fraction) == ("sampling", 0.5) and len(bpy.data.objects) == 0
+    assert shell.modal(bpy.context, Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    fake_client.replies = [{"id": "generate", **generate_result(frames=40)}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"FINISHED"}
+    assert session.run is None and shell._run.timer is None and shell.reports[-1][0] == "INFO"
+    assert "baked 'a person waves s7'" in session.last_info
     assert len(bpy.data.actions) == 1 and len(scene.motionlcm.history) == 1
 
 
-def test_modal_loop_escape_cancels_and_backend_errors_are_shown(scene):
-    client = _FakeClient()
-    harness = _Harness(_plan(scene), client)
+@pytest.mark.parametrize("how", ["esc", "cancel button"])
+def test_escape_or_cancel_button_stops_the_run_and_changes_nothing(scene, fake_client, how):
+    shell = _start(scene)
     before = _state(scene)
-    assert harness.modal(bpy.context, _Event("ESC", "PRESS")) == {"CANCELLED"}
-    assert set(client.cancelled) == {"skeleton", "generate"} and session.job is None and _state(scene) == before
-    harness = _Harness(_plan(scene), client)
-    client.replies = [{"id": "skeleton", "type": "error", "code": "backend_crashed",
-                       "message": "The MotionLCM backend stopped unexpectedly."}]
-    assert harness.modal(bpy.context, _Event("TIMER")) == {"CANCELLED"}
+    if how == "esc":
+        assert shell.modal(bpy.context, Event("ESC", "PRESS")) == {"CANCELLED"}
+    else:
+        assert bpy.ops.motionlcm.cancel() == {"FINISHED"}
+        assert session.run is None  # the panel shows Generate again at once
+        assert shell.modal(bpy.context, Event("TIMER")) == {"CANCELLED"}
+    assert set(fake_client.cancelled) == {"skeleton", "generate"} and _state(scene) == before
+    assert shell.reports[-1][0] == "WARNING" and shell._run.timer is None
+    fake_client.replies = [{"id": "generate", **generate_result(frames=40)}]  # a late reply is ignored
+    assert shell._run.tick(bpy.context) == "CANCELLED" and _state(scene) == before
+
+
+def test_backend_error_is_shown_and_changes_nothing(scene, fake_client):
+    shell = _start(scene)
+    before = _state(scene)
+    fake_client.replies = [{"id": "skeleton", "type": "error", "code": "backend_crashed",
+                            "message": "The MotionLCM backend stopped unexpectedly."}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"CANCELLED"}
     assert session.last_error == "The MotionLCM backend stopped unexpectedly." and _state(scene) == before
-    assert harness.reports[-1] == ("ERROR", session.last_error)
+    assert shell.reports[-1] == ("ERROR", session.last_error) and "generate" in fake_client.cancelled
+
+
+def _undo_state():
+    """Python references die with an undo; compare by name."""
+    anim = {o.name: (o.animation_data.action.name if o.animation_data and o.animation_data.action else None,
+                     [t.name for t in o.animation_data.nla_tracks] if o.animation_data else [])
+            for o in bpy.data.objects}
+    return (sorted(bpy.data.objects.keys()), sorted(bpy.data.actions.keys()), anim,
+            len(bpy.context.scene.motionlcm.history))
+
+
+def _generate_with_fake_backend(scene, fake_client, seed, with_skeleton):
+    shell = _start(scene, seed=seed)
+    fake_client.replies = ([{"id": "skeleton", "type": "result", **skeleton_reply()}] if with_skeleton else []) + [
+        {"id": "generate", **generate_result(frames=40, seed=seed)}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"FINISHED"}
+
+
+def test_one_undo_removes_a_generation_with_its_new_character(scene, fake_client):
+    bpy.ops.ed.undo_push(message="before")  # background Blender starts without an undo stack
+    before = _undo_state()
+    _generate_with_fake_backend(scene, fake_client, seed=1, with_skeleton=True)
+    after = _undo_state()
+    assert len(after[0]) == 2 and after != before  # the armature and its mesh
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert _undo_state() == before
+    bpy.ops.ed.redo()
+    assert _undo_state() == after
+
+
+def test_create_character_operator_asks_only_for_the_skeleton(scene, fake_client):
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.motionlcm.create_character() == {"RUNNING_MODAL"}
+    shell = operator_shell(session.run, "MOTIONLCM_OT_create_character")
+    assert [r["type"] for r in fake_client.submitted] == ["skeleton"]
+    fake_client.replies = [{"id": "skeleton", "type": "result", **skeleton_reply()}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"FINISHED"}
+    (armature,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    assert character.is_motionlcm_character(armature) and armature.animation_data is None
+    assert shell.reports[-1] == ("INFO", f"MotionLCM: created {armature.name}.")
+    bpy.ops.ed.undo()
+    assert len(bpy.data.objects) == 0
+
+
+def test_one_undo_reassigns_the_previous_action(scene, fake_client):
+    character.create_character(bpy.context, skeleton_reply(), name="hero")
+    scene.motionlcm.target, scene.motionlcm.armature = "ARMATURE", bpy.data.objects["hero"]
+    _generate_with_fake_backend(scene, fake_client, seed=1, with_skeleton=False)
+    first = _undo_state()
+    assert first[2]["hero"] == ("a person walks forward and waves s1", [])
+    _generate_with_fake_backend(scene, fake_client, seed=2, with_skeleton=False)
+    assert _undo_state()[2]["hero"] == ("a person walks forward and waves s2", ["a person walks forward and waves s1"])
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert _undo_state() == first
 
 
 def test_history_keeps_the_newest_entries(scene, monkeypatch):

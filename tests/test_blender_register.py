@@ -41,7 +41,7 @@ def test_register_unregister_twice_leaves_nothing_behind():
         assert not any(hasattr(bpy.types, name) for name in CLASS_NAMES)
         assert not any(cls.is_registered for cls in ALL_CLASSES)
         assert _handler_counts() == handlers
-        assert session.job is None
+        assert session.run is None
 
 
 class CheckingLayout:
@@ -99,7 +99,7 @@ def test_panels_draw_with_armatures_history_progress_and_error(registered, monke
     settings.target, settings.armature, settings.seconds = "ARMATURE", rig, 12.0
     item = settings.history.add()
     item.prompt, item.seed = "a person jumps", 3
-    monkeypatch.setattr(session, "job", type("Job", (), {"fraction": 0.4, "stage": "sampling"})())
+    monkeypatch.setattr(session, "run", type("Run", (), {"fraction": 0.4, "stage": "sampling"})())
     monkeypatch.setattr(session, "last_error", "The backend stopped unexpectedly. " * 5)
     log = _draw_all(context)
     assert "progress" in log and "box" in log
@@ -127,8 +127,9 @@ def test_unregister_during_a_generation_stops_its_timer_and_job(monkeypatch):
                                    "cancel": lambda self, job_id: cancelled.append(job_id)})()
     monkeypatch.setattr(session, "client_for", lambda config: fake)
     assert bpy.ops.motionlcm.generate() == {"RUNNING_MODAL"}
-    assert session.job is not None and session.timer is not None
+    run = session.run
+    assert run is not None and run.timer is not None
     assert not bpy.ops.motionlcm.generate.poll()  # one generation at a time
     motionlcm_blender.unregister()
-    assert session.job is None and session.timer is None
+    assert session.run is None and run.timer is None and run.state == "CANCELLED"
     assert set(cancelled) == {"skeleton", "generate"}

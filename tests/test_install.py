@@ -51,7 +51,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PATH": str(tools)})
     assert done.returncode == 0, done.stderr
-    assert "CUDA build" in done.stdout and install.TORCH_INDEX["cuda"] in done.stdout
+    assert "CUDA build" in done.stdout and f"torch=={install.TORCH_VERSION}" in done.stdout
     assert f"-e {REPO}" in done.stdout
     assert f"{tools / 'blender'} --command extension install-file -r user_default --enable {out}" in done.stdout
     assert not venv.exists() and not out.exists()
@@ -59,13 +59,25 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
 
 def test_plan_without_gpu_or_blender_uses_cpu_torch_and_explains_the_manual_install(bare_path, tmp_path):
     args = install.argparse.Namespace(venv=str(tmp_path / "venv"), device="auto", blender=None,
-                                      out=str(tmp_path / "dist"), checkpoint=None)
+                                      out=str(tmp_path / "dist"), checkpoint=None, torch_index=None, demo=False)
     steps = install.plan(args)
+    assert any("CPU build" in step.description for step in steps)
     commands = [step.command for step in steps if step.command]
-    assert any(f"torch=={install.TORCH_VERSION}" in c and install.TORCH_INDEX["cpu"] in c for c in commands)
+    assert any(c[-1] == f"torch=={install.TORCH_VERSION}" for c in commands)  # the configured index
     assert "Install from Disk" in steps[-1].description and steps[-1].command is None
     explicit = install.plan(install.argparse.Namespace(**{**vars(args), "blender": "/opt/b/blender"}))
     assert explicit[-1].command[:3] == ["/opt/b/blender", "--command", "extension"]
+    indexed = install.plan(install.argparse.Namespace(**{**vars(args), "torch_index": "https://example.invalid/cpu"}))
+    assert any(c[-2:] == ["--index-url", "https://example.invalid/cpu"] for c in (s.command for s in indexed) if c)
+
+
+def test_demo_plan_installs_bpy_then_runs_the_demo(bare_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = install.argparse.Namespace(venv=str(tmp_path / "venv"), device="cpu", blender=None,
+                                      out=str(tmp_path / "dist"), checkpoint=None, torch_index=None, demo=True)
+    steps = install.plan(args)
+    assert steps[-2].command[-1] == f"bpy=={install.BPY_VERSION}"
+    assert steps[-1].command[-5:] == ["-m", "backend.cli", "demo", "--out", str(tmp_path / "motionlcm_demo")]
 
 
 def test_zip_carries_the_config_and_rebuilding_is_idempotent(tmp_path):

@@ -52,8 +52,8 @@ def test_zero_length_bones_fall_back_to_parent():
     joints = np.repeat(skeleton.joints[None], 4, axis=0)
     joints[:, 20] = joints[:, 18]  # left wrist on the elbow
     joints[:, [4, 7, 10]] = joints[:, 1:2]  # left knee, ankle and foot on the hip
-    result = retarget(Motion(joints, fps=20.0), skeleton)
-    _assert_sane(result)  # the collapsed bones keep their rest direction relative to the parent
+    result = retarget(Motion(joints, fps=20.0), skeleton, refine=False)
+    _assert_sane(result)  # analytic: the collapsed bones keep their rest direction relative to the parent
     np.testing.assert_allclose(result.local_quats[:, [18, 4, 7]], np.tile([1.0, 0, 0, 0], (4, 3, 1)), atol=1e-9)
     _assert_sane(retarget(Motion(joints, fps=20.0), skeleton, foot_lock=True, refine=True))
 

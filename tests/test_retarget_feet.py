@@ -81,8 +81,9 @@ def _lock_sliding(joints, skeleton):
 
 
 def _check_untouched(locked, moved):
-    """A leg is not moved in frames beyond the 0.15 s (3-frame) blend window of its foot's contacts; joints above
-    the legs move only with the root (the floor). Returns how many (frame, leg) pairs were free of contact."""
+    """Non-contact frames (outside a foot's detected contacts and their 0.15 s = 3-frame blend windows) move less
+    than 1 cm; joints above the legs move only with the root (the floor). Returns how many
+    (frame, leg) pairs were non-contact."""
     moved, root_moved = moved
     np.testing.assert_allclose(root_moved[:, [0, 2]], 0.0, atol=1e-9)
     relative = np.linalg.norm(moved - root_moved[:, None], axis=-1)
@@ -107,13 +108,16 @@ def test_foot_lock_removes_added_sliding_standing(standing):
 
 
 def test_foot_lock_removes_added_sliding_walking(walk):
-    # Real walking already scores ~0.29 under the metric (toes below 5 cm at take-off and landing move fast, which
-    # is no contact): locking must remove at least 80 % of the sliding that was added on top of that.
+    # Real walking already scores 0.26 under the official metric: at each landing the ball of the swing foot is
+    # 2-4.6 cm high for two frames while still moving 1.1-4.5 m/s (HumanML3D's 000000 and 012314 score 0.13, other
+    # Bandai walks 0.16-0.36). Locking removes all the added sliding (the locked walk scores below the clean one)
+    # but leaves those swing frames alone: lowering the total by 80 % would mean pinning a foot that moves at
+    # 2-2.5 m/s, snapping it 10-20 cm toward its landing spot.
     joints, skeleton = walk
     base = skating_ratio(joints)
     before, after, locked, moved = _lock_sliding(joints, skeleton)
-    assert before > base + 0.1 and after - base <= 0.2 * (before - base), (base, before, after)
-    assert _check_untouched(locked, moved) > 10
+    assert before > base + 0.1 and after <= base and after <= 0.45 * before, (base, before, after)
+    assert _check_untouched(locked, moved) > 5  # swing frames beyond the blend windows exist and were checked
 
 
 def test_contacts_detected_on_walk(walk):

@@ -11,10 +11,10 @@ from backend.errors import InvalidRequest
 from backend.motion import Motion
 from backend.retarget import default_skeleton, fitted_skeleton, retarget, skeleton_from_model
 from backend.retarget.bandai import bandai_to_smpl
-from backend.retarget.ik import solve
+from backend.retarget.ik import _best_fit, solve
 from backend.retarget.kinematics import forward_kinematics, match_bone_lengths, root_scale
-from backend.retarget.refine import refine
 from backend.rotations import quat_inv, quat_mul
+from backend.skeleton import JOINT_INDEX as J
 from retarget_data import HUMANML3D_000000, HUMANML3D_012314, extract_bandai, humanml3d_joints
 
 
@@ -29,14 +29,13 @@ def real_clips(data_dir, tmp_path_factory):
     return clips
 
 
-def _errors(joints, skeleton, fps, refined=False):
-    scale = root_scale(joints, skeleton)
-    root, quats = solve(joints, skeleton, fps, scale)
-    target = match_bone_lengths(joints, skeleton, scale)
-    if refined:
-        quats = refine(root, quats, skeleton, target)
-    pos = forward_kinematics(root, quats, skeleton.offsets)[0]
-    return np.linalg.norm(pos - target, axis=-1), quats
+def _errors(joints, skeleton, fps, refined=True):
+    """Per-joint FK error (T, 22) of the product path (`retarget` as the server calls it, without the floor shift)
+    against the clip with its bone lengths matched to `skeleton` (each bone rescaled along its own direction from
+    the root outwards, root motion scaled to the legs), and the local rotations."""
+    result = retarget(Motion(joints, fps=fps), skeleton, refine=refined, ground=False)
+    target = match_bone_lengths(joints, skeleton, root_scale(joints, skeleton))
+    return np.linalg.norm(result.fk() - target, axis=-1), result.local_quats
 
 
 def _jumps(quats):
@@ -44,24 +43,40 @@ def _jumps(quats):
     return np.degrees(2 * np.arccos(np.clip(np.abs(rel[..., 0]), 0, 1)))  # (T-1, 22)
 
 
-def test_fk_reproduces_real_joints_on_matched_skeleton(real_clips):
-    # Bone-length matching: the target skeleton takes the clip's proportions (default rest pose conventions).
+def test_fk_reproduces_real_joints_on_default_skeleton(real_clips):
+    # The issue's acceptance: mean <= 5 mm, max <= 2 cm on the character that receives the motion (SMPL-X neutral).
     for name, joints, fps in real_clips:
-        err, _ = _errors(joints, fitted_skeleton(joints), fps)
+        err, _ = _errors(joints, default_skeleton(), fps)
         assert err.mean() <= 5e-3 and err.max() <= 2e-2, (name, err.mean(), err.max())
-        assert err.max() < 1e-4, (name, err.max())  # in fact exact: every bone direction is matched
+    grounded = retarget(Motion(joints, fps=fps)).fk() - retarget(Motion(joints, fps=fps), ground=False).fk()
+    np.testing.assert_allclose(grounded, grounded[0, 0] * np.ones_like(grounded), atol=1e-9)  # floor: a y shift
+    assert np.abs(grounded[0, 0, [0, 2]]).max() < 1e-12
 
 
-def test_refinement_on_default_skeleton_humanml3d(real_clips):
-    # On SMPL-X's own proportions the hips/collars attach differently from HumanML3D's skeleton: the analytic solve
-    # is off there by ~1-2 cm, refinement spreads it: mean <= 5 mm, max <= 2 cm.
-    for name, joints, fps in real_clips[:2]:
-        analytic, quats = _errors(joints, default_skeleton(), fps)
-        refined, refined_quats = _errors(joints, default_skeleton(), fps, refined=True)
-        assert refined.mean() <= 5e-3 and refined.max() <= 2e-2, (name, refined.mean(), refined.max())
-        assert refined.mean() < 0.5 * analytic.mean()
+def test_refinement_needed_for_humanml3d_not_for_bandai(real_clips):
+    # HumanML3D's skeleton differs from SMPL-X's by up to ~7 degrees between the children of pelvis and spine3: the
+    # analytic solve (exact bone directions) is off by ~1-2 cm there; refinement minimises the position error.
+    # Bandai clips are mapped with SMPL-X's geometry at those joints: the analytic solve is already within bounds.
+    for name, joints, fps in real_clips:
+        analytic, quats = _errors(joints, default_skeleton(), fps, refined=False)
+        refined, refined_quats = _errors(joints, default_skeleton(), fps)
+        assert refined.mean() < 0.6 * analytic.mean(), (name, refined.mean(), analytic.mean())
+        if name.startswith("hml"):
+            assert analytic.max() > 2e-2 or analytic.mean() > 5e-3
+        else:
+            assert analytic.mean() <= 3e-3 and analytic.max() <= 1e-2, (name, analytic.mean(), analytic.max())
         # The smoothness term keeps the corrections from adding jitter: frame-to-frame changes barely grow.
         assert np.percentile(_jumps(refined_quats), 99) <= np.percentile(_jumps(quats), 99) + 1.0
+
+
+def test_fk_reproduces_real_joints_on_matched_skeleton(real_clips):
+    # On a skeleton with the clip's own proportions the analytic solve is exact: every bone direction is matched.
+    for name, joints, fps in real_clips:
+        skeleton = fitted_skeleton(joints)
+        root, quats = solve(joints, skeleton, fps, root_scale(joints, skeleton))
+        pos = forward_kinematics(root, quats, skeleton.offsets)[0]
+        err = np.linalg.norm(pos - match_bone_lengths(joints, skeleton, root_scale(joints, skeleton)), axis=-1)
+        assert err.max() < 1e-4, (name, err.max())
 
 
 def test_no_rotation_jumps_where_joints_move_little(real_clips):
@@ -74,6 +89,49 @@ def test_no_rotation_jumps_where_joints_move_little(real_clips):
             assert _jumps(quats)[slow].max() <= 30.0, (name, _jumps(quats)[slow].max())
         assert ((quats[1:] * quats[:-1]).sum(-1) >= 0).all()  # no quaternion sign flips
     assert checked > 100
+
+
+def test_branching_joints_fit_all_children():
+    # The weighted Procrustes fit at pelvis / spine3 (one Gauss-Newton step from a start a few degrees off, as the
+    # analytic solve gives it) lands within 1 % of the optimum's cost (the SVD / Kabsch solution), far below the
+    # start's; the rest pose stays the identity.
+    rng = np.random.default_rng(1)
+    rest = rng.normal(size=(3, 3)) * 0.1
+    weights = np.array([4.0, 4.0, 13.0])
+    truth = Rotation.random(200, random_state=2).as_matrix()
+    posed = np.einsum("tab,kb->tka", truth, rest) + rng.normal(scale=0.01, size=(200, 3, 3))
+    start = Rotation.from_rotvec(rng.normal(scale=0.05, size=(200, 3))).as_matrix() @ truth
+    scaled = posed / np.linalg.norm(posed, axis=-1, keepdims=True) * np.linalg.norm(rest, axis=-1)[:, None]
+    u, _, vt = np.linalg.svd(np.einsum("k,tka,kb->tab", weights, scaled, rest))
+    fix = np.ones((200, 3))
+    fix[:, 2] = np.linalg.det(u @ vt)
+    best = (u * fix[:, None]) @ vt
+
+    def cost(g):
+        return (weights * ((np.einsum("tab,kb->tka", g, rest) - scaled) ** 2).sum(-1)).sum()
+
+    assert cost(_best_fit(start, rest, posed, weights)) < 1.01 * cost(best) < 0.5 * cost(start)
+    eye = np.tile(np.eye(3), (2, 1, 1))
+    np.testing.assert_allclose(_best_fit(eye, rest, np.tile(rest, (2, 1, 1)), weights), eye, atol=1e-12)
+
+
+def test_bandai_mapping_has_smpl_shape(real_clips, data_dir, tmp_path):
+    clip = read_bvh(extract_bandai(data_dir, tmp_path, 1)[0])
+    joints = bandai_to_smpl(clip)
+    pos = clip.global_positions(0.01)
+    for smpl, bandai in (("left_knee", "LowerLeg_L"), ("right_wrist", "Hand_R"), ("head", "Head")):
+        np.testing.assert_array_equal(joints[:, J[smpl]], pos[:, clip.index(bandai)])
+    hips_mid = (joints[:, 1] + joints[:, 2]) / 2
+    rise = np.linalg.norm(joints[:, 0] - hips_mid, axis=-1)  # Bandai's Hips: ~2 cm above the hip line
+    assert 0.08 < rise.min() and rise.max() - rise.min() < 1e-6  # SMPL's ~10 cm, rigid with the hips
+    rest = default_skeleton().joints
+    for parent, children in ((0, [1, 2, 3]), (9, [12, 13, 14])):  # SMPL-X's angles between children
+        def cosines(p):
+            d = p[..., children, :] - p[..., [parent], :]
+            d /= np.linalg.norm(d, axis=-1, keepdims=True)
+            return np.einsum("...ka,...la->...kl", d, d)
+        diff = np.degrees(np.abs(np.arccos(np.clip(cosines(joints), -1, 1)) - np.arccos(cosines(rest))))
+        assert diff.max() < 5.0, (parent, diff.max())  # SMPL-X rest is asymmetric by up to 4 degrees
 
 
 def _synthetic(frames=60, seed=0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .common import PRESETS, STAGES, output_path
@@ -25,8 +26,9 @@ def _run_stage(stage: str, args: argparse.Namespace, resume: bool) -> None:
     module = importlib.import_module(f"training.stages.{stage}")
     result = module.main(args.data, args.out, preset=args.preset, overrides=args.set, config=args.config,
                          resume=resume)
-    print(f"{stage}: {result.steps} steps in {result.seconds:.1f} s; output {output_path(args.out, stage)}",
-          flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{stage}: {result.steps} steps in {result.seconds:.1f} s; output {output_path(args.out, stage)}",
+              flush=True)
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ class TrainSettings:
     log_every: int = 10
     seed: int = 1234
     num_workers: int = 0
+    threads: int = 0  # torch CPU threads while training (0: leave torch's setting); tiny models run best on 1
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainSettings":
@@ -163,7 +164,7 @@ def save_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    _barrier(ctx)
+    barrier(ctx)
     rng_tensors, rng_data = _rng_state()
     save_file(rng_tensors, str(tmp / f"rng_rank{ctx.rank}.safetensors"))
     (tmp / f"rng_rank{ctx.rank}.json").write_text(json.dumps(rng_data))
@@ -178,7 +179,7 @@ def save_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
         save_file(tensors, str(tmp / "weights.safetensors"))
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in opt["param_groups"]]
         (tmp / "state.json").write_text(json.dumps({**progress, "param_groups": groups}, indent=1))
-    _barrier(ctx)
+    barrier(ctx)
     if ctx.is_main:
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -186,7 +187,7 @@ def save_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
             folder.rename(old)
         tmp.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
-    _barrier(ctx)
+    barrier(ctx)
 
 
 def parameter_digest(module: nn.Module) -> str:
@@ -216,7 +217,8 @@ def load_state(folder: Path, ctx: Context, objective: nn.Module, optimizer: torc
     return data
 
 
-def _barrier(ctx: Context) -> None:
+def barrier(ctx: Context) -> None:
+    """Wait for every rank (a no-op in a single process)."""
     if ctx.world_size > 1:
         dist.barrier()
 
@@ -230,6 +232,126 @@ class TrainResult:
     seconds: float
 
 
+class _Run:
+    """One call of `train`: the optimiser, sampler, loggers and progress counters."""
+
+    def __init__(self, objective: nn.Module, dataset, settings: TrainSettings, out: Path, ctx: Context,
+                 resume: bool) -> None:
+        self.objective, self.dataset, self.settings, self.out, self.ctx = objective, dataset, settings, out, ctx
+        self.state_dir = out / "train_state"
+        objective.to(ctx.device)
+        self.trainable = [p for p in objective.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=settings.learning_rate,
+                                           betas=(settings.beta1, settings.beta2), eps=settings.eps,
+                                           weight_decay=settings.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=settings.precision == "fp16")
+        self.progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+        if resume:
+            if not (self.state_dir / "state.json").exists():
+                raise ValueError(f"--resume: no training state in {self.state_dir}")
+            saved = load_state(self.state_dir, ctx, objective, self.optimizer)
+            self.progress = {k: v for k, v in saved.items() if k in self.progress}
+            if saved.get("grad_scaler"):
+                self.scaler.load_state_dict(saved["grad_scaler"])
+        else:
+            seed_everything(settings.seed + ctx.rank)  # different noise per rank; same start whatever ran before
+            if ctx.is_main:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "history.jsonl").unlink(missing_ok=True)
+        self.model = nn.parallel.DistributedDataParallel(objective) if ctx.world_size > 1 else objective
+        self.sampler = ResumableSampler(dataset, ctx, settings.seed)
+        self.losses: list[float] = []
+        self.writer = self.bar = None
+
+    def loader(self) -> DataLoader:
+        """This epoch's batches from the current position (a resumed run starts mid-epoch)."""
+        epoch = self.progress["epoch"]
+        self.sampler.set_epoch(epoch)
+        self.sampler.start = self.progress["batch_in_epoch"] * self.settings.batch_size
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        loader = DataLoader(self.dataset, batch_size=self.settings.batch_size, sampler=self.sampler,
+                            collate_fn=collate, num_workers=self.settings.num_workers, drop_last=True,
+                            pin_memory=self.ctx.device.type == "cuda",
+                            # its own generator: creating an iterator must not draw from the global RNG,
+                            # or a resumed run (one extra iterator) would diverge from an uninterrupted one
+                            generator=torch.Generator().manual_seed(self.settings.seed))
+        if self.progress["batch_in_epoch"] == 0 and len(loader) == 0:
+            raise ValueError(f"{len(self.dataset)} items cannot fill one batch of {self.settings.batch_size} "
+                             f"on each of {self.ctx.world_size} processes")
+        return loader
+
+    def step(self, batch: dict) -> tuple[dict[str, torch.Tensor], float, float]:
+        settings, device = self.settings, self.ctx.device
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        lr = settings.learning_rate * lr_factor(self.progress["step"], settings.warmup_steps, settings.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(settings.precision, device):
+            terms = self.model(batch)
+        self.scaler.scale(terms["loss"]).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, settings.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if hasattr(self.objective, "after_optimizer_step"):
+            self.objective.after_optimizer_step()
+        self.progress["step"] += 1
+        self.progress["batch_in_epoch"] += 1
+        self.losses.append(float(terms["loss"].detach()))
+        return terms, lr, float(grad_norm)
+
+    def log(self, terms: dict[str, torch.Tensor], lr: float, grad_norm: float) -> None:
+        scalars = {k: float(v.detach()) for k, v in terms.items()}
+        scalars.update(lr=lr, grad_norm=grad_norm)
+        for key, value in scalars.items():
+            self.writer.add_scalar(f"train/{key}", value, self.progress["step"])
+        with open(self.out / "history.jsonl", "a", encoding="utf-8") as f:  # plain-text copy of the curves
+            f.write(json.dumps({"step": self.progress["step"], **scalars}) + "\n")
+
+    def validate(self, validate: Callable[[], dict[str, float]]) -> None:
+        self.objective.eval()
+        for key, value in validate().items():
+            self.writer.add_scalar(f"val/{key}", value, self.progress["step"])
+        self.objective.train()
+
+    def run(self, end: int, validate: Callable[[], dict[str, float]] | None, validate_every: int) -> None:
+        settings, progress, main = self.settings, self.progress, self.ctx.is_main
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+            from tqdm import tqdm
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+            self.bar = tqdm(total=end, initial=progress["step"], desc=self.out.name, unit="step", dynamic_ncols=True)
+        self.objective.train()
+        try:
+            while progress["step"] < end:
+                for batch in self.loader():
+                    terms, lr, grad_norm = self.step(batch)
+                    step = progress["step"]
+                    if main and (step % settings.log_every == 0 or step == end):
+                        self.log(terms, lr, grad_norm)
+                    if main and validate is not None and validate_every > 0 and (
+                            step % validate_every == 0 or step == end):
+                        self.validate(validate)
+                    if main:
+                        self.bar.update(1)
+                        self.bar.set_postfix(loss=f"{self.losses[-1]:.4f}")
+                    if step % settings.checkpoint_every == 0 or step == end:
+                        save_state(self.state_dir, self.ctx, self.objective, self.optimizer,
+                                   {**progress, "grad_scaler": self.scaler.state_dict()})
+                    if step >= end:
+                        break
+                else:
+                    progress["epoch"] += 1
+                    progress["batch_in_epoch"] = 0
+        finally:
+            if main:
+                self.bar.close()
+                self.writer.close()
+
+
 def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str | Path, ctx: Context, *,
           resume: bool = False, stop_after: int | None = None,
           validate: Callable[[], dict[str, float]] | None = None, validate_every: int = 0) -> TrainResult:
@@ -237,99 +359,13 @@ def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str |
 
     `validate` (rank 0, every `validate_every` steps and at the end) returns scalars for TensorBoard; it must
     not draw from the global RNGs (use its own generator) so that validation never changes training."""
-    out = Path(out_dir)
-    state_dir = out / "train_state"
-    objective.to(ctx.device)
-    trainable = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, betas=(settings.beta1, settings.beta2),
-                                  eps=settings.eps, weight_decay=settings.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=settings.precision == "fp16")
-    progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
-    if resume:
-        if not (state_dir / "state.json").exists():
-            raise ValueError(f"--resume: no training state in {state_dir}")
-        saved = load_state(state_dir, ctx, objective, optimizer)
-        progress = {k: v for k, v in saved.items() if k in progress}
-        if saved.get("grad_scaler"):
-            scaler.load_state_dict(saved["grad_scaler"])
-    else:
-        seed_everything(settings.seed + ctx.rank)  # different noise per rank; same start whatever ran before
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "history.jsonl").unlink(missing_ok=True)
-    model = nn.parallel.DistributedDataParallel(objective) if ctx.world_size > 1 else objective
-    sampler = ResumableSampler(dataset, ctx, settings.seed)
-    writer = None
-    if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"))
-    end = settings.steps if stop_after is None else min(settings.steps, stop_after)
-    losses: list[float] = []
-    bar = None
-    if ctx.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=end, initial=progress["step"], desc=out.name, unit="step", dynamic_ncols=True)
     started = time.perf_counter()
-    objective.train()
-    while progress["step"] < end:
-        sampler.set_epoch(progress["epoch"])
-        sampler.start = progress["batch_in_epoch"] * settings.batch_size
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(progress["epoch"])
-        loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, collate_fn=collate,
-                            num_workers=settings.num_workers, drop_last=True,
-                            pin_memory=ctx.device.type == "cuda",
-                            # its own generator: creating an iterator must not draw from the global RNG,
-                            # or a resumed run (one extra iterator) would diverge from an uninterrupted one
-                            generator=torch.Generator().manual_seed(settings.seed))
-        if progress["batch_in_epoch"] == 0 and len(loader) == 0:
-            raise ValueError(f"{len(dataset)} items cannot fill one batch of {settings.batch_size} "
-                             f"on each of {ctx.world_size} processes")
-        for batch in loader:
-            batch = {k: v.to(ctx.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            lr = settings.learning_rate * lr_factor(progress["step"], settings.warmup_steps, settings.steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(settings.precision, ctx.device):
-                terms = model(batch)
-            scaler.scale(terms["loss"]).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if hasattr(objective, "after_optimizer_step"):
-                objective.after_optimizer_step()
-            progress["step"] += 1
-            progress["batch_in_epoch"] += 1
-            losses.append(float(terms["loss"].detach()))
-            if ctx.is_main and (progress["step"] % settings.log_every == 0 or progress["step"] == end):
-                scalars = {k: float(v.detach()) for k, v in terms.items()}
-                scalars.update(lr=lr, grad_norm=float(grad_norm))
-                for key, value in scalars.items():
-                    writer.add_scalar(f"train/{key}", value, progress["step"])
-                with open(out / "history.jsonl", "a", encoding="utf-8") as f:  # plain-text copy of the curves
-                    f.write(json.dumps({"step": progress["step"], **scalars}) + "\n")
-            if validate is not None and ctx.is_main and validate_every > 0 and (
-                    progress["step"] % validate_every == 0 or progress["step"] == end):
-                objective.eval()
-                for key, value in validate().items():
-                    writer.add_scalar(f"val/{key}", value, progress["step"])
-                objective.train()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if progress["step"] % settings.checkpoint_every == 0 or progress["step"] == end:
-                save_state(state_dir, ctx, objective, optimizer, {**progress, "grad_scaler": scaler.state_dict()})
-            if progress["step"] >= end:
-                break
-        else:
-            progress["epoch"] += 1
-            progress["batch_in_epoch"] = 0
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
-    return TrainResult(losses, progress["step"], time.perf_counter() - started)
+    run = _Run(objective, dataset, settings, Path(out_dir), ctx, resume)
+    previous_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        run.run(settings.steps if stop_after is None else min(settings.steps, stop_after), validate, validate_every)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return TrainResult(run.losses, run.progress["step"], time.perf_counter() - started)

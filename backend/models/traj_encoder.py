@@ -17,7 +17,8 @@ def controlled_frames(hint_mask: torch.Tensor) -> torch.Tensor:
 class TrajectoryEncoder(nn.Module):
     """latent_size learned tokens + one token per frame; only controlled frames are visible to attention.
 
-    In eval mode the invisible frame tokens are dropped before the transformer (same result, less work).
+    In eval mode the invisible frame tokens are dropped before the transformer and the last layer computes only
+    the learned tokens' rows (same result, less work; training keeps the full computation and its RNG use).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -41,9 +42,11 @@ class TrajectoryEncoder(nn.Module):
         frame_visible = controlled_frames(hint_mask)
         visible = torch.cat([frame_visible.new_ones(batch, tokens.shape[1]), frame_visible], dim=1)
         x = self.query_pos_encoder(x)
+        keep = None
         if not self.training:
             x, visible = _drop_hidden(x, visible)
-        x, _ = self.encoder(x, mask=attention_mask(visible))
+            keep = tokens.shape[1]  # only the learned tokens are read out: the last layer skips the frame rows
+        x, _ = self.encoder(x, mask=attention_mask(visible), keep=keep)
         return self.latent_proj(x[:, : tokens.shape[1]])
 
 

@@ -73,8 +73,15 @@ class EncoderLayer(nn.Module):
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self._drop(F.gelu(self.linear1(x))))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.norm1(x + self._drop(self.self_attn(x, mask=mask)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
+        """`keep`: compute only the first `keep` output tokens (they still attend to all of `x`)."""
+        if keep is None:
+            x = self.norm1(x + self._drop(self.self_attn(x, mask=mask)))
+        else:
+            # Self-attention restricted to some queries is cross-attention of those rows to the full sequence,
+            # which the packed projection already supports: same weights, same result for the kept rows.
+            query = x[:, :keep]
+            x = self.norm1(query + self._drop(self.self_attn(query, memory=x, mask=mask)))
         return self.norm2(x + self._drop(self._feed_forward(x)))
 
 
@@ -118,16 +125,23 @@ class SkipTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, *layer_args: torch.Tensor | None,
                 mask: torch.Tensor | None = None, residuals: list[torch.Tensor] | None = None,
-                collect: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                collect: bool = False, keep: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the stack; `layer_args` (e.g. decoder memory) go to every layer before `mask`.
 
         Returns the final activation (after the norm, if any) and, when `collect`, the per-layer outputs.
+        `keep` (encoder layers only): the caller reads only the first `keep` tokens, so the last layer
+        computes only those rows (the trajectory encoder reads 16 of up to 212 tokens).
         """
+        if keep is not None and (residuals is not None or collect):
+            raise ValueError("keep cannot be combined with residuals or collect (they need every token)")
         outputs: list[torch.Tensor] = []
         index = 0
+        final = 2 * len(self.input_blocks)  # execution index of the last layer
 
-        def after_layer(h: torch.Tensor) -> torch.Tensor:
+        def run_layer(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
             nonlocal index
+            extra = {"keep": keep} if keep is not None and index == final else {}
+            h = block(h, *layer_args, mask=mask, **extra)
             if residuals is not None:
                 h = h + residuals[index]
             if collect:
@@ -137,12 +151,12 @@ class SkipTransformer(nn.Module):
 
         skips = []
         for block in self.input_blocks:
-            x = after_layer(block(x, *layer_args, mask=mask))
+            x = run_layer(block, x)
             skips.append(x)
-        x = after_layer(self.middle_block(x, *layer_args, mask=mask))
+        x = run_layer(self.middle_block, x)
         for block, fuse in zip(self.output_blocks, self.linear_blocks):
             x = fuse(torch.cat([x, skips.pop()], dim=-1))
-            x = after_layer(block(x, *layer_args, mask=mask))
+            x = run_layer(block, x)
         if self.norm is not None:
             x = self.norm(x)
         return x, outputs

@@ -1,4 +1,4 @@
-"""`motionlcm retarget in.npz --fps 30 --out clip.bvh [--in-place] [--foot-lock] [--refine] [--scale 100]`."""
+"""`motionlcm retarget in.npz --fps 30 --out clip.bvh [--in-place] [--foot-lock] [--no-refine] [--scale 100]`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--fps", type=float, default=None, help="target frame rate (default: the input's)")
     p.add_argument("--in-place", action="store_true", help="remove horizontal root motion")
     p.add_argument("--foot-lock", action="store_true", help="hold feet still during ground contacts")
-    p.add_argument("--refine", action="store_true", help="refine rotations for position accuracy (torch)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="refine rotations and root for position accuracy (torch; default on)")
     p.add_argument("--no-ground", action="store_true", help="keep heights (default: lowest foot on the floor)")
     p.add_argument("--scale", type=float, default=1.0, help="BVH length unit per metre (100 = centimetres)")
     p.add_argument("--rotation-order", default="ZXY", help="BVH Euler channel order (default ZXY)")
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def write_motion_bvh(motion: Motion, path: Path | str, fps: float | None = None, in_place: bool = False,
-                     foot_lock: bool = False, scale: float = 1.0, refine: bool = False) -> None:
+                     foot_lock: bool = False, scale: float = 1.0, refine: bool = True) -> None:
     """Retarget `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out clip.bvh`)."""
     from . import write_bvh
 

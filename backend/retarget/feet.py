@@ -21,7 +21,8 @@ CONTACT_HEIGHT = 0.05  # metres above the floor, as in the skating metric
 
 def skating_ratio(joints: np.ndarray, fps: float = 20.0, height: float = 0.05, speed: float = 0.5,
                   window: int = 5) -> float:
-    """Foot skating ratio as defined by OmniControl / MotionLCM (`calculate_skating_ratio`, HumanML3D at 20 fps):
+    """Foot skating ratio as defined by OmniControl / MotionLCM (`calculate_skating_ratio` in the official
+    mld/models/metrics/utils.py, checked line by line; HumanML3D at 20 fps):
     the fraction of the T-1 frame transitions in which either foot joint (10, 11) is below `height` metres in both
     frames and slides horizontally (XZ) faster than `speed` m/s, both instantaneously and averaged over `window`
     frames (uniform filter, zero padding). Heights are raw Y, so the floor must be at y = 0."""
@@ -48,7 +49,9 @@ def foot_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT
     if feet.shape[0] < 2:
         return feet[..., 1] < height
     step = np.linalg.norm(np.diff(feet, axis=0), axis=-1) * fps
-    vel = np.concatenate([step[:1], step])  # frame t's speed is that of the step into it (frame 0: out of it)
+    # A frame is planted if the foot is slow on either side of it, so a run covers both the landing frame (slow
+    # out of it) and the take-off frame (slow into it): the low steps at a run's edges the skating metric counts.
+    vel = np.minimum(np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]]))
     return (feet[..., 1] < height) & (vel < speed)
 
 
@@ -89,10 +92,10 @@ def _blend_weights(contact: np.ndarray, ramp: int) -> tuple[np.ndarray, np.ndarr
 def lock_feet(joints: np.ndarray, contacts: np.ndarray, fps: float, blend_s: float = 0.15) -> np.ndarray:
     """Joints with each foot held still during its contact segments.
 
-    In every run of contact frames the foot joint is pulled to the run's mean position; the offset is applied to
-    ankle and foot and the knee re-placed by two-bone IK (hip fixed, bone lengths kept). The correction eases in
-    and out over `blend_s` seconds before and after each run (smoothstep); frames farther from any contact and all
-    joints outside the legs are unchanged.
+    In every run of contact frames the foot joint is pulled horizontally to the run's mean position (its height is
+    kept); the shift is applied to ankle and foot and the knee re-placed by two-bone IK (hip fixed, bone lengths
+    kept). The correction eases in and out over `blend_s` seconds before and after each run (smoothstep); frames
+    farther from any contact and all joints outside the legs are unchanged.
     """
     out = np.asarray(joints, dtype=np.float64).copy()
     ramp = max(int(round(blend_s * fps)), 0)
@@ -107,6 +110,7 @@ def lock_feet(joints: np.ndarray, contacts: np.ndarray, fps: float, blend_s: flo
         means = np.stack([np.bincount(run_id, weights=out[:, foot, k]) for k in range(3)], -1)
         means /= np.maximum(counts, 1)[:, None]
         offset = np.where(contact[:, None], means[run_id] - out[:, foot], 0.0)
+        offset[:, 1] = 0.0  # heights stay: the foot joint rises and sinks as the foot rolls heel to toe
         nearest, weight = _blend_weights(contact, ramp)
         shift = weight[:, None] * offset[nearest]
         moved = weight > 0

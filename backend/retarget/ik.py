@@ -10,6 +10,9 @@ posed one (the swing); the twist about that bone comes from the joints that defi
 - neck, collars, knees, elbows, ankles: the parent's frame carried by the shortest swing (minimal twist), which for
   knees and elbows keeps the bend a hinge about the plane found at hip / shoulder;
 - leaves (head, wrists, feet) have no child to aim at: they keep their parent's rotation (local identity).
+The joints with several children (pelvis: hips and spine1; spine3: neck and collars) are then fitted to all of them
+(weighted Procrustes, `_best_fit`): where the clip's angles between those children differ from the rest skeleton's,
+no rotation matches every child, and the fit spreads the error instead of putting it all on one child.
 Where a bone has zero length in a frame (or a twist reference vanishes) the joint falls back to its parent's carried
 rotation, so degenerate input gives well-defined rotations, never NaN.
 """
@@ -118,6 +121,38 @@ def _bend_normals(upper: np.ndarray, lower: np.ndarray, convention: np.ndarray,
     return cos_sin[..., :1] * convention + cos_sin[..., 1:] * ortho
 
 
+def _best_fit(g: np.ndarray, rest: np.ndarray, posed: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) minimising sum_k w_k |G rest_k - posed_k|^2, with each posed child offset (..., K, 3)
+    rescaled to its rest length (the bone-length-matched clip): a weighted Procrustes fit of a branching joint to
+    all its children, as one Gauss-Newton step from `g` (exact for the children that define the twist, so a few
+    degrees from the optimum: one step lands within ~1 % of its cost; more change the FK error by < 0.1 mm).
+    Children whose posed bone has zero length do not count; with none left `g` stays."""
+    direction, norm = _unit(posed)
+    w = weights * (norm > _EPS)
+    b = direction * np.sqrt((rest * rest).sum(-1))[..., None]
+    c = _apply(g[..., None, :, :], rest)  # rest offsets under the current rotation
+    # Normal equations of the linearised problem (delta x c ~ b - c): sum w (|c|^2 I - c c^T) delta = sum w c x b.
+    wc = w[..., None] * c
+    normal = ((w * (rest * rest).sum(-1)).sum(-1)[..., None, None] + 1e-9) * np.eye(3)  # |c| = |rest|
+    for k in range(rest.shape[-2]):  # a loop over the few children beats one broadcast sum here
+        normal -= wc[..., k, :, None] * c[..., k, None, :]
+    rhs = _cross(wc, b).sum(-2)
+    m0, m1, m2 = normal[..., 0], normal[..., 1], normal[..., 2]  # symmetric: inverse rows are column crosses
+    adjugate = np.stack([_cross(m1, m2), _cross(m2, m0), _cross(m0, m1)], axis=-2)
+    delta = _apply(adjugate, rhs) / (m0 * adjugate[..., 0, :]).sum(-1)[..., None]
+    return _rotation(delta) @ g
+
+
+def _rotation(v: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) of rotation vectors (Rodrigues: cos I + sin [a]x + (1 - cos) a a^T)."""
+    axis, angle = _unit(v)
+    kx, ky, kz = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(kx)
+    k = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], axis=-1).reshape(v.shape + (3,))
+    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return c * np.eye(3) + s * k + (1 - c) * (axis[..., :, None] * axis[..., None, :])
+
+
 def check_joints(joints: np.ndarray) -> np.ndarray:
     """Validate (T, 22, 3) joint positions; returns them as float64. Raises InvalidRequest otherwise."""
     joints = np.asarray(joints)
@@ -139,6 +174,10 @@ _LIMB_BENDS = np.array([_LEG_BEND, _LEG_BEND, _ARM_BEND, _ARM_BEND])
 _ANKLES, _TOES = [7, 8], [10, 11]
 _LEAVES = [10, 11, 15, 20, 21]
 _PARENT_ARRAY = np.array(PARENTS)
+# Branching joints fitted to all their children, each weighted by the joints in its subtree (an error at a child
+# carries over to its whole subtree, so this minimises the summed squared error of the analytic solve).
+_BRANCHES, _BRANCH_CHILDREN = [0, 9], [[1, 2, 3], [12, 13, 14]]
+_BRANCH_WEIGHTS = np.array([[4.0, 4.0, 13.0], [2.0, 4.0, 4.0]])
 
 
 def _across(q: np.ndarray, w_hips: float) -> np.ndarray:
@@ -158,6 +197,10 @@ def solve_global_rotations(joints: np.ndarray, skeleton: RestSkeleton, fps: floa
     for j, c, w_hips in ((3, 6, 2 / 3), (6, 9, 1 / 3)):
         g[:, j] = _aimed(g[:, PARENTS[j]], r[c] - r[j], _across(r, w_hips), p[:, c] - p[:, j], _across(p, w_hips))
     g[:, 9] = _aimed(g[:, 6], r[12] - r[9], r[13] - r[14], p[:, 12] - p[:, 9], p[:, 13] - p[:, 14])
+    # After the spine: its joints used the pelvis only as a fallback for degenerate frames.
+    branches = np.array(_BRANCHES)[:, None]
+    g[:, _BRANCHES] = _best_fit(g[:, _BRANCHES], r[_BRANCH_CHILDREN] - r[branches],
+                                p[:, _BRANCH_CHILDREN] - p[:, branches], _BRANCH_WEIGHTS)
 
     def carry(js: list[int], cs: list[int]) -> None:
         g[:, js] = _carried(g[:, _PARENT_ARRAY[js]], r[cs] - r[js], p[:, cs] - p[:, js])

@@ -43,7 +43,7 @@ STYLE_PHRASES: dict[str, tuple[str, ...]] = {
 
 TEMPLATES = (
     "{subject} {action} {manner}",
-    "{subject} {action} {manner} {direction}",
+    "{subject} {action} {direction} {manner}",
     "{subject} {manner_front} {action} {direction}",
 )
 _FRONT_OK = {"energetically", "wearily", "normally", "briskly", "playfully"}

@@ -22,7 +22,7 @@ from backend.schedulers import LCMScheduler, guidance_scale_embedding
 from ..common import (Objective, TextEmbedder, control_spec, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)
 from ..data.dataset import HumanML3D
-from ..engine import TrainResult, setup, train
+from ..engine import TrainResult, barrier, setup, train
 
 
 def masked_control_loss(joints: torch.Tensor, target: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
@@ -100,4 +100,5 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
                    stop_after=stop_after)
     if ctx.is_main and result.steps == settings.steps:
         export(model, out, "controlnet", cfg, text, dataset, steps=result.steps)
+    barrier(ctx)  # later stages (other ranks included) read this export
     return result

@@ -20,7 +20,7 @@ from backend.schedulers import LCMScheduler, guidance_scale_embedding
 from ..common import (Objective, TextEmbedder, export, load_stage_config, load_stage_output, model_config,
                       stage_dir, train_settings)
 from ..data.dataset import HumanML3D
-from ..engine import TrainResult, setup, train
+from ..engine import TrainResult, barrier, setup, train
 
 
 class DDIMSolver:
@@ -107,4 +107,5 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     if ctx.is_main and result.steps == settings.steps:
         # Like the official script, ship the online student (the EMA target only provides training targets).
         export(model, out, "lcm", cfg, text, dataset, steps=result.steps)
+    barrier(ctx)  # later stages (other ranks included) read this export
     return result

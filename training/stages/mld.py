@@ -19,7 +19,7 @@ from backend.schedulers import DDIMScheduler
 from ..common import (Objective, TextEmbedder, export, load_stage_config, load_stage_output, model_config,
                       stage_dir, train_settings)
 from ..data.dataset import HumanML3D, collate
-from ..engine import TrainResult, setup, train
+from ..engine import TrainResult, barrier, setup, train
 
 
 class MLDObjective(Objective):
@@ -86,4 +86,5 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
                    validate=validate, validate_every=int(cfg["validation"]["every"]))
     if ctx.is_main and result.steps == settings.steps:
         export(model, out, "mld", cfg, text, dataset, steps=result.steps)
+    barrier(ctx)  # later stages (other ranks included) read this export
     return result

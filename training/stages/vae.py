@@ -17,7 +17,7 @@ from backend.models import MotionLCM
 from ..common import (Objective, export, load_stage_config, model_config, stage_dir, text_encoder_identity,
                       train_settings)
 from ..data.dataset import HumanML3D
-from ..engine import TrainResult, setup, train
+from ..engine import TrainResult, barrier, setup, train
 
 
 def masked_smooth_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -63,4 +63,5 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     result = train(objective, dataset, settings, stage_dir(out, "vae"), ctx, resume=resume, stop_after=stop_after)
     if ctx.is_main and result.steps == settings.steps:
         export(model, out, "vae", cfg, None, dataset, (encoder_id, text_dim), result.steps)
+    barrier(ctx)  # later stages (other ranks included) read this export
     return result
