@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from backend.models import MotionLCM, ModelConfig
 from backend.models.config import StackConfig
-from backend.models.transformer import MultiheadAttention, attention_mask
+from backend.models.transformer import EncoderLayer, MultiheadAttention, SkipTransformer, attention_mask
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,23 @@ def test_traj_encoder_skipping_hidden_frames_is_exact(tiny_model):
         full, _ = te.encoder(x, mask=attention_mask(visible))
         want = te.latent_proj(full[:, : tokens.shape[1]])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_skip_transformer_keep_computes_the_leading_rows_exactly(layers):
+    torch.manual_seed(9)
+    stack = SkipTransformer(StackConfig(hidden_dim=32, ff_size=64, num_layers=layers, num_heads=4),
+                            EncoderLayer, final_norm=True).eval()
+    x = torch.randn(2, 12, 32)
+    visible = torch.ones(2, 12, dtype=torch.bool)
+    visible[1, 7:] = False
+    with torch.no_grad():
+        full, _ = stack(x, mask=attention_mask(visible))
+        kept, _ = stack(x, mask=attention_mask(visible), keep=5)
+    assert kept.shape == (2, 5, 32)
+    torch.testing.assert_close(kept, full[:, :5], atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="keep cannot be combined"):
+        stack(x, keep=5, collect=True)
 
 
 def test_controlnet_residuals_enter_every_layer(tiny_model):

@@ -16,7 +16,7 @@ import torch
 
 from backend.errors import InvalidRequest, TextEncoderMismatch
 from backend.text_encoders import (
-    SentenceTransformerEncoder, T5MeanPoolEncoder, check_text_encoder, load_text_encoder,
+    PromptCache, SentenceTransformerEncoder, T5MeanPoolEncoder, check_text_encoder, load_text_encoder,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +214,22 @@ def test_bad_prompts_raise_invalid_request(t5_folder):
     for bad, message in (("a person walks", "non-empty list"), ([], "non-empty list"), (["ok", 3], "3 is a int")):
         with pytest.raises(InvalidRequest, match=message):
             enc.encode(bad)
+
+
+def test_prompt_cache_encodes_each_prompt_once_and_evicts_the_oldest(t5_folder, monkeypatch):
+    enc = load_text_encoder(t5_folder)
+    cache = PromptCache(enc, size=2)
+    calls = []
+    encode = enc.encode
+    monkeypatch.setattr(enc, "encode", lambda prompts: calls.append(list(prompts)) or encode(prompts))
+    got = cache.encode(["the man turns", "a person walks", "the man turns"])
+    assert calls == [["a person walks", "the man turns"]]  # misses only, sorted, one batch
+    torch.testing.assert_close(got, encode(["the man turns", "a person walks", "the man turns"]))
+    torch.testing.assert_close(cache.encode(["a person walks"]), got[1:2])
+    assert len(calls) == 1
+    cache.encode(["a person jumps"])  # evicts "the man turns", the least recently used
+    cache.encode(["the man turns"])
+    assert calls[1:] == [["a person jumps"], ["the man turns"]]
 
 
 def test_check_text_encoder_dims_error_ids_warn(t5_folder):

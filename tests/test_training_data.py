@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from backend.features import features_to_joints
-from backend.skeleton import CONTROL_JOINTS, MAX_FRAMES, MIN_FRAMES
+from backend.retarget.bandai import bandai_positions_to_smpl
+from backend.skeleton import CONTROL_JOINTS, JOINT_NAMES, MAX_FRAMES, MIN_FRAMES
 from training.data.captions import captions_from_labels, describe_trajectory
 from training.data.dataset import ControlSpec, HumanML3D, collate
 from training.data.mapping import BANDAI, load_mapping, mapping_from_dict
@@ -145,19 +146,26 @@ def test_label_captions_are_varied_deterministic_and_honest():
 def test_mappings_from_presets_and_json(tmp_path):
     assert load_mapping("bandai") is BANDAI and BANDAI.scale == 0.01
     names = sorted(BANDAI.source_names())
-    positions = np.random.default_rng(0).normal(size=(3, len(names), 3))
+    positions = np.random.default_rng(0).normal(size=(3, len(names), 3)) * 50.0
     mapped = BANDAI.apply(names, positions)
     index = {n: i for i, n in enumerate(names)}
-    np.testing.assert_allclose(mapped[:, 0], positions[:, index["Hips"]] * 0.01)
-    spine1 = (1 - 0.624) * positions[:, index["Hips"]] + 0.624 * positions[:, index["Spine"]]
-    np.testing.assert_allclose(mapped[:, 3], spine1 * 0.01)
+    # One-to-one joints are the source joints in metres; the branch joints come from backend.retarget.bandai.
+    np.testing.assert_allclose(mapped[:, 4], positions[:, index["LowerLeg_L"]] * 0.01)
+    expected = bandai_positions_to_smpl({n: positions[:, index[n]] * 0.01 for n in names})
+    np.testing.assert_allclose(mapped, expected)
     with pytest.raises(ValueError, match="lacks joints"):
         BANDAI.apply(names[1:], positions[:, 1:])
     with pytest.raises(ValueError, match="does not cover"):
         mapping_from_dict({"joints": {"pelvis": "Hips"}})
     path = tmp_path / "mapping.json"
-    path.write_text(json.dumps({"scale": 0.0254, "joints": {k: list(v) for k, v in BANDAI.joints.items()}}))
-    assert load_mapping(path).scale == 0.0254
+    joints = {name: name for name in JOINT_NAMES}
+    joints["spine2"] = ["spine1", "spine3", 0.5]
+    path.write_text(json.dumps({"scale": 0.0254, "joints": joints}))
+    custom = load_mapping(path)
+    assert custom.scale == 0.0254
+    smpl_positions = np.random.default_rng(1).normal(size=(2, len(JOINT_NAMES), 3))
+    out = custom.apply(list(JOINT_NAMES), smpl_positions)
+    np.testing.assert_allclose(out[:, 6], 0.0254 * (smpl_positions[:, 3] + smpl_positions[:, 9]) / 2)
 
 
 def test_prepare_from_labels_csv_splits_long_clips_and_keeps_parts_together(tmp_path):
@@ -168,14 +176,18 @@ def test_prepare_from_labels_csv_splits_long_clips_and_keeps_parts_together(tmp_
     np.save(source / "long_walk.npy", walking_clip(300, 1.2, 0.0, 1.0).astype(np.float32))  # 299 feature frames
     np.save(source / "turn.npy", walking_clip(90, 1.2, 0.9, 1.0).astype(np.float32))
     np.save(source / "wave.npy", waving_clip(90, "right", 1.5).astype(np.float32))
+    np.save(source / "collapsed.npy", np.zeros((60, 22, 3), np.float32))  # every joint at one point
+    np.save(source / "flat.npy", np.zeros((60, 66), np.float32))  # not (T, 22, 3)
     (source / "labels.csv").write_text("clip,content,style\nlong_walk,walk,normal\nturn,walk,active\n"
-                                       "wave,wave-right-hand,elderly\n")
+                                       "wave,wave-right-hand,elderly\ncollapsed,walk,\nflat,run,\n")
     out = tmp_path / "out"
     assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
                       str(source / "labels.csv"), "--out", str(out), "--seed", "2"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert sorted(report["prepared"]) == ["long_walk__part0", "long_walk__part1", "turn", "wave"]
     assert report["notes"]["long_walk.npy"] == "299 frames: split into 2 parts"
+    assert report["skipped"]["collapsed.npy"].startswith("conversion failed")
+    assert report["skipped"]["flat.npy"].startswith("unreadable: expected a (T, 22, 3) joint array")
     splits = {s: set((out / f"{s}.txt").read_text().split()) for s in ("train", "val", "test")}
     assert any({"long_walk__part0", "long_walk__part1"} <= names for names in splits.values())
     assert "unknown" in json.loads((out / "dataset.json").read_text())["licence"]

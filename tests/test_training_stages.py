@@ -87,7 +87,7 @@ def test_resume_reproduces_an_uninterrupted_run(run, tmp_path, tmp_path_factory)
     assert any(k.startswith("optim.") for k in straight)
 
 
-def test_presets_keep_the_official_hyperparameters():
+def test_presets_keep_the_official_hyperparameters(tmp_path):
     official = {stage: load_stage_config(stage, "official") for stage in STAGES}
     assert official["vae"]["train"]["learning_rate"] == 2.0e-4 and official["vae"]["loss"]["kl"] == 1.0e-4
     assert official["mld"]["diffusion"]["text_dropout"] == 0.1 and official["mld"]["train"]["batch_size"] == 64
@@ -99,6 +99,11 @@ def test_presets_keep_the_official_hyperparameters():
         default = load_stage_config(stage, "default")
         assert default["train"]["learning_rate"] == official[stage]["train"]["learning_rate"]
     assert load_stage_config("vae", "tiny", ["train.steps=7"])["train"]["steps"] == 7
+    custom = tmp_path / "vae.yaml"  # a user's own YAML (--config) needs no presets section
+    custom.write_text("model: tiny\ntrain: {steps: 5, batch_size: 2}\nloss: {rec_feats: 1.0}\n")
+    assert load_stage_config("vae", "default", path=custom)["train"] == {"steps": 5, "batch_size": 2}
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_stage_config("vae", "huge")
 
 
 def test_evaluation_report(run, tmp_path_factory):

@@ -46,10 +46,10 @@ def load_stage_config(stage: str, preset: str = "default", overrides: list[str] 
     else:
         text = Path(path).read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
-    presets = raw.pop("presets", {})
-    if preset not in presets:
+    presets = raw.pop("presets", None)
+    if presets is not None and preset not in presets:
         raise ValueError(f"{stage}: unknown preset {preset!r}; choose from {', '.join(presets)}")
-    cfg = _merge(raw, presets[preset])
+    cfg = _merge(raw, presets[preset]) if presets else raw  # a user's YAML without presets is used as written
     for item in overrides or []:
         keys, value = _parse_override(item)
         node = cfg

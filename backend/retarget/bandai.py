@@ -61,7 +61,8 @@ def smpl_constants() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chest = _frames(r[J["left_collar"]] - r[J["right_collar"]], neck - s3, primary_x=False)
     collars = (r[[J["left_collar"], J["right_collar"]]] - s3) @ chest / np.linalg.norm(neck - s3)
     steps = np.linalg.norm(np.diff(r[[J["spine1"], J["spine2"], J["spine3"], J["neck"]]], axis=0), axis=-1)
-    # Left-right symmetric: SMPL-X's rest hip line is tilted (1.2 cm), which would shift a level pelvis sideways.
+    # Made left-right symmetric: SMPL-X's rest hip line is tilted (1.2 cm) and its collars differ, which would put
+    # the pelvis and collars of a symmetric Bandai body off its midline.
     pelvis[:, 0] = 0.0
     side = np.abs(collars[:, 0]).mean()
     collars = np.stack([collars.mean(0)] * 2)

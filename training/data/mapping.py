@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.retarget.bandai import BANDAI_TO_SMPL, bandai_positions_to_smpl
 from backend.skeleton import JOINT_NAMES
 
 JointSource = tuple[str, str, float]  # (from, to, fraction); a single joint is (name, name, 0.0)
@@ -64,25 +65,29 @@ def mapping_from_dict(data: dict) -> JointMapping:
                         joints={name: _entry(joints[name], name) for name in JOINT_NAMES})
 
 
-# Bandai-Namco Research Motiondataset 1 and 2 (cm, Y up; "_L" is the character's left, checked on
-# walking clips). Their spine is Hips-Spine-Chest-Neck (bones of 15.7, 9.0 and 16.4 cm in the BVH
-# offsets) where SMPL has spine1/2/3: those are placed at the arc-length fractions 0.239, 0.517 and
-# 0.645 of SMPL's rest pelvis-to-neck spine, as backend.retarget.bandai does, which on Bandai's rigid
-# bones is 0.624 of Hips-Spine, 0.615 of Spine-Chest and 0.109 of Chest-Neck. Hips is the pelvis;
-# UpperLeg_L/R (2.2 cm below Hips and 6.5 cm to the side in the offsets) are the SMPL hip joints, so
-# the hips sit where the thighs rotate; Toes map to SMPL's foot (toe-base) joints.
-BANDAI = mapping_from_dict({
-    "scale": 0.01,
-    "joints": {
-        "pelvis": "Hips", "left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R",
-        "spine1": ["Hips", "Spine", 0.624], "spine2": ["Spine", "Chest", 0.615], "spine3": ["Chest", "Neck", 0.109],
-        "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R", "left_ankle": "Foot_L", "right_ankle": "Foot_R",
-        "left_foot": "Toes_L", "right_foot": "Toes_R", "neck": "Neck", "head": "Head",
-        "left_collar": "Shoulder_L", "right_collar": "Shoulder_R",
-        "left_shoulder": "UpperArm_L", "right_shoulder": "UpperArm_R",
-        "left_elbow": "LowerArm_L", "right_elbow": "LowerArm_R", "left_wrist": "Hand_L", "right_wrist": "Hand_R",
-    },
-})
+@dataclass(frozen=True)
+class BandaiMapping:
+    """Bandai-Namco Research Motiondataset 1 and 2 (cm, Y up; "_L" is the character's left). Their spine has
+    fewer joints and other branch points than SMPL's, so SMPL's pelvis, spine and collars are placed by
+    `backend.retarget.bandai`, the single source of this mapping (the retargeting tests use it too)."""
+
+    scale: float = 0.01
+
+    def source_names(self) -> set[str]:
+        return set(BANDAI_TO_SMPL.values()) | {"UpperLeg_L", "UpperLeg_R", "Spine", "Chest", "Neck",
+                                               "Shoulder_L", "Shoulder_R"}
+
+    def apply(self, names: list[str], positions: np.ndarray) -> np.ndarray:
+        """(T, J, 3) Bandai global positions in cm -> (T, 22, 3) SMPL joints in metres."""
+        index = {name: i for i, name in enumerate(names)}
+        missing = sorted(self.source_names() - index.keys())
+        if missing:
+            raise ValueError(f"the skeleton lacks joints the mapping needs: {', '.join(missing)}")
+        return bandai_positions_to_smpl({name: positions[:, index[name]] * self.scale
+                                         for name in self.source_names()})
+
+
+BANDAI = BandaiMapping()
 
 # Joint arrays already in SMPL order and metres (the `.npy` input).
 IDENTITY = mapping_from_dict({"scale": 1.0, "joints": {name: name for name in JOINT_NAMES}})
@@ -90,7 +95,7 @@ IDENTITY = mapping_from_dict({"scale": 1.0, "joints": {name: name for name in JO
 PRESETS = {"bandai": BANDAI, "smpl": IDENTITY}
 
 
-def load_mapping(spec: str | Path) -> JointMapping:
+def load_mapping(spec: str | Path) -> JointMapping | BandaiMapping:
     """A preset name (`bandai`, `smpl`) or the path of a mapping JSON file."""
     if str(spec) in PRESETS:
         return PRESETS[str(spec)]

@@ -84,6 +84,17 @@ def split_long(joints: np.ndarray) -> list[np.ndarray]:
     return [joints[a:b + 1] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _convert(path: Path, joints: np.ndarray, captions: CaptionSource,
+             part: int | None) -> tuple[str, np.ndarray, np.ndarray, list[str]]:
+    """One clip (or part) -> (name, features, decoded joints, captions)."""
+    features = joints_to_features(joints.astype(np.float32))
+    if not np.isfinite(features).all():
+        raise ValueError("features are not finite (degenerate skeleton?)")
+    decoded = features_to_joints(features).astype(np.float32)
+    name = path.stem if part is None else f"{path.stem}__part{part}"
+    return name, features.astype(np.float32), decoded, captions.captions(path, decoded)
+
+
 def make_splits(names: list[str], seed: int, val: float, test: float) -> dict[str, list[str]]:
     """Random clip-level split (HumanML3D uses 80/5/15); parts of one source clip stay together."""
     groups = sorted({name.split("__part")[0] for name in names})
@@ -130,18 +141,16 @@ def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions
             report.skipped[rel] = "no captions"
             continue
         parts = split_long(joints)
+        try:
+            converted = [_convert(path, part, captions, k if len(parts) > 1 else None) for k, part in enumerate(parts)]
+        except Exception as exc:  # e.g. a degenerate skeleton: reported, and no part of the clip is kept
+            report.skipped[rel] = f"conversion failed: {exc}"
+            continue
         if len(parts) > 1:
             report.notes[rel] = f"{joints.shape[0] - 1} frames: split into {len(parts)} parts"
-        for k, part in enumerate(parts):
-            name = path.stem if len(parts) == 1 else f"{path.stem}__part{k}"
-            features = joints_to_features(part.astype(np.float32))
-            if not np.isfinite(features).all():
-                report.skipped[rel] = "features are not finite (degenerate skeleton?)"
-                break
-            decoded = features_to_joints(features)
-            texts = captions.captions(path, np.asarray(decoded))
-            np.save(out / "new_joint_vecs" / f"{name}.npy", np.asarray(features, dtype=np.float32))
-            np.save(out / "new_joints" / f"{name}.npy", np.asarray(decoded, dtype=np.float32))
+        for name, features, decoded, texts in converted:
+            np.save(out / "new_joint_vecs" / f"{name}.npy", features)
+            np.save(out / "new_joints" / f"{name}.npy", decoded)
             (out / "texts" / f"{name}.txt").write_text(
                 "\n".join(format_caption_line(t) for t in texts) + "\n", encoding="utf-8")
             report.prepared.append(name)
