@@ -12,26 +12,38 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .body_mesh import body_mesh
+from .body_mesh import body_mesh, model_body
 from .protocol import GenerateRequest, encode_array
 from .retarget import retarget
-from .retarget.rest_pose import default_skeleton
+from .retarget.rest_pose import RestSkeleton, default_skeleton
 from .skeleton import JOINT_NAMES, PARENTS
 
 Report = Callable[[str, float], None]
 
 
-@lru_cache(maxsize=1)
-def skeleton_fields() -> dict[str, Any]:
-    """The `skeleton` reply: the default rest skeleton and the mannequin mesh fitted to it (computed once)."""
-    rest = np.asarray(default_skeleton().joints, dtype=np.float32)
-    mesh = body_mesh(rest)
-    return {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": encode_array(rest),
+@lru_cache(maxsize=2)
+def target_body(body: Any) -> tuple[RestSkeleton, dict[str, np.ndarray]]:
+    """The skeleton a generation is retargeted to unless it names its own, and the skinned mesh on it: the
+    mannequin on the default skeleton, or the user's SMPL/SMPL-X model (`body` is a server.BodyModel).
+    Cached; a failure (a bad SMPL folder) is not, so fixing the folder helps the next request."""
+    betas = np.array(body.betas) if body.betas else None
+    if body.smpl_dir is None:
+        skeleton = default_skeleton(betas)
+        return skeleton, body_mesh(skeleton.joints)
+    joints, mesh = model_body(body.smpl_dir, body.gender, betas)
+    return RestSkeleton(joints), mesh
+
+
+def skeleton_fields(body: Any) -> dict[str, Any]:
+    """The `skeleton` reply: the target rest skeleton and its mesh."""
+    skeleton, mesh = target_body(body)
+    return {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": encode_array(skeleton.joints),
             "mesh": {name: encode_array(array) for name, array in mesh.items()}}
 
 
-def run_generate(pipeline: Any, request: GenerateRequest, report: Report) -> dict[str, Any]:
-    """Generate, retarget every variation onto the target skeleton, and build the `result` fields."""
+def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skeleton: RestSkeleton) -> dict[str, Any]:
+    """Generate, retarget every variation onto the request's skeleton, else `skeleton` (target_body's), and build
+    the `result` fields."""
     start = time.perf_counter()
     generation = pipeline.generate(
         [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
@@ -41,7 +53,7 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report) -> dic
     retarget_start = time.perf_counter()
     targets = []
     for i, motion in enumerate(generation.motions):
-        targets.append(retarget(motion, skeleton=request.skeleton, target_fps=request.target_fps,
+        targets.append(retarget(motion, skeleton=request.skeleton or skeleton, target_fps=request.target_fps,
                                 in_place=request.in_place, foot_lock=request.foot_lock))
         report("retargeting", (i + 1) / len(generation.motions))
     timings = {name: float(ms) for name, ms in dict(generation.timings).items()}

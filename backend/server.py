@@ -1,6 +1,7 @@
 """The backend process the Blender add-on talks to (docs/protocol.md).
 
     python -m backend.server --stdio [--checkpoint PATH] [--device cpu|cuda|auto] [--text-encoder PATH]
+                             [--smpl-dir PATH [--smpl-gender neutral|male|female]] [--smpl-betas B0,B1,...]
     python -m backend.server --port 8765 [--host 127.0.0.1] [--allow-remote --token T]
 
 One `Session` owns the model and a single worker thread; transports (stdio lines, loopback HTTP)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import math
 import os
 import sys
 import threading
@@ -32,6 +34,16 @@ Sink = Callable[[Reply], None]
 EngineFactory = Callable[[], Any]  # returns a loaded backend.pipeline.MotionLCMPipeline (or a test double)
 
 
+@dataclass(frozen=True)
+class BodyModel:
+    """The body of the `skeleton` reply, and the rest skeleton a generate without `rest_joints` is retargeted to:
+    the mannequin on the default skeleton, or the user's SMPL/SMPL-X model in `smpl_dir`; shaped by `betas`."""
+
+    smpl_dir: str | None = None
+    gender: str = "neutral"
+    betas: tuple[float, ...] = ()
+
+
 @dataclass
 class Job:
     request_id: str | int
@@ -44,8 +56,10 @@ class Job:
 class Session:
     """Queues requests, runs them one at a time on a worker thread, answers ping/cancel/shutdown at once."""
 
-    def __init__(self, engine_factory: EngineFactory, *, checkpoint: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, engine_factory: EngineFactory, *, checkpoint: str | None = None, device: str = "cpu",
+                 body: BodyModel = BodyModel()) -> None:
         self._engine_factory = engine_factory
+        self._body = body
         self._engine: Any = None
         self._info = {"checkpoint": checkpoint, "device": device, "text_encoder": None}
         self._queue: collections.deque[Job] = collections.deque()
@@ -159,9 +173,11 @@ class Session:
             job.sink(protocol.progress(job.request_id, stage, fraction))
 
         if job.kind == "skeleton":
-            return protocol.result(job.request_id, **handlers.skeleton_fields())
+            return protocol.result(job.request_id, **handlers.skeleton_fields(self._body))
+        # Before the model loads, so a bad SMPL folder is reported at once.
+        skeleton = job.request.skeleton or handlers.target_body(self._body)[0]
         load_ms = self._load_engine(report)
-        fields = handlers.run_generate(self._engine, job.request, report)
+        fields = handlers.run_generate(self._engine, job.request, report, skeleton)
         fields["timings"]["loading"] = load_ms
         self._info.update({key: fields["settings"][key] for key in ("checkpoint", "text_encoder", "device")
                            if key in fields["settings"]})
@@ -240,6 +256,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="checkpoint path (default: the shipped checkpoint)")
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--text-encoder", help="text encoder path (default: the checkpoint's)")
+    parser.add_argument("--smpl-dir", help="folder with your SMPL/SMPL-X model files (needs the smplx package): "
+                        "the character gets that body and its skeleton instead of the wooden mannequin")
+    parser.add_argument("--smpl-gender", default="neutral", choices=("neutral", "male", "female"),
+                        help="which model of --smpl-dir (default neutral)")
+    parser.add_argument("--smpl-betas", type=_betas, default=(), metavar="B0,B1,...",
+                        help="body shape coefficients, comma separated (default: the mean shape)")
+
+
+def _betas(text: str) -> tuple[float, ...]:
+    try:
+        betas = tuple(float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(value) for value in betas):
+        raise argparse.ArgumentTypeError(f"betas must be finite, got {text!r}")
+    return betas
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -253,7 +285,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     factory = engine_factory or default_engine_factory(args.checkpoint, args.device, args.text_encoder)
-    session = Session(factory, checkpoint=args.checkpoint, device=args.device)
+    body = BodyModel(args.smpl_dir or None, args.smpl_gender, args.smpl_betas)
+    session = Session(factory, checkpoint=args.checkpoint, device=args.device, body=body)
     if args.port is None:
         serve_stdio(session)
     else:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.models import MotionLCM, ModelConfig
-from backend.sampler import decode_latents, sample_lcm
+import backend  # noqa: E402,F401  (before torch: it sets the OpenMP wait policy, see backend/__init__.py)
+import torch  # noqa: E402
+
+from backend.models import MotionLCM, ModelConfig  # noqa: E402
+from backend.sampler import decode_latents, sample_lcm  # noqa: E402
 
 
 def main() -> None:

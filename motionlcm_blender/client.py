@@ -94,6 +94,8 @@ class BackendClient:
         for key, flag in (("checkpoint", "--checkpoint"), ("text_encoder", "--text-encoder")):
             if config.get(key):
                 args += [flag, str(config[key])]
+        if config.get("smpl_dir"):  # the user's SMPL/SMPL-X body instead of the mannequin
+            args += ["--smpl-dir", str(config["smpl_dir"]), "--smpl-gender", config.get("smpl_gender") or "neutral"]
         return cls(config.get("python") or "", backend_root=config.get("backend_root"), server_args=args)
 
     # ------------------------------------------------------------ public API

@@ -35,6 +35,9 @@ class MotionLCMPreferences(AddonPreferences):
     smpl_model_dir: StringProperty(name="SMPL Models", subtype="DIR_PATH",
                                    description="Optional SMPL/SMPL-X model folder: the real body mesh replaces "
                                    "the wooden mannequin (models under their own licence)")
+    smpl_gender: EnumProperty(name="SMPL Body", default="neutral", items=[
+        ("neutral", "Neutral", "SMPL(X)_NEUTRAL"), ("female", "Female", "SMPL(X)_FEMALE"),
+        ("male", "Male", "SMPL(X)_MALE")], description="Which model of the SMPL folder the character uses")
 
     def draw(self, _context: bpy.types.Context) -> None:
         layout = self.layout
@@ -49,6 +52,9 @@ class MotionLCMPreferences(AddonPreferences):
         col.prop(self, "text_encoder_path")
         col.prop(self, "device")
         col.prop(self, "smpl_model_dir")
+        row = col.row()
+        row.active = bool(self.smpl_model_dir)
+        row.prop(self, "smpl_gender")
 
 
 def _path(value: str) -> str:
@@ -71,4 +77,6 @@ def backend_config(prefs: Any) -> dict[str, Any]:
                  "text_encoder": _path(prefs.text_encoder_path), "smpl_dir": _path(prefs.smpl_model_dir)}
     config.update({key: value for key, value in overrides.items() if value})
     config["device"] = prefs.device
+    if config.get("smpl_dir"):  # the gender means nothing to the mannequin: changing it need not restart
+        config["smpl_gender"] = prefs.smpl_gender
     return config
