@@ -130,3 +130,17 @@ def test_all_resume_skips_finished_stages_and_resumes_the_interrupted_one(run, t
     before = load_file(str(run / "controlnet" / "checkpoint" / "model.safetensors"))
     after = load_file(str(copy / "controlnet" / "checkpoint" / "model.safetensors"))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_model_sizes_from_the_config():
+    from training.common import model_config
+
+    small = model_config({"model": {"hidden_dim": 192, "ff_size": 768, "num_layers": 5}}, 384,
+                         time_cond_proj_dim=256, controlnet=True)
+    for stack in (small.vae, small.denoiser, small.traj_encoder):
+        assert (stack.hidden_dim, stack.ff_size, stack.num_layers) == (192, 768, 5)
+    assert small.latent_shape == (16, 32) and small.text_dim == 384 and small.denoiser.time_cond_proj_dim == 256
+    with pytest.raises(ValueError, match="num_layers"):
+        model_config({"model": {"num_layers": 4}}, 384, time_cond_proj_dim=None, controlnet=False)
+    with pytest.raises(ValueError, match="do not fit"):
+        model_config({"model": {"width": 3}}, 384, time_cond_proj_dim=None, controlnet=False)

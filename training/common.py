@@ -75,12 +75,23 @@ def train_settings(cfg: dict, dataset_len: int, world_size: int) -> TrainSetting
 
 def model_config(cfg: dict, text_dim: int, *, time_cond_proj_dim: int | None, controlnet: bool) -> ModelConfig:
     """The architecture of this stage: teacher (no w-embedding) or LCM student, with or without ControlNet."""
-    if cfg["model"] == "tiny":
+    model = cfg["model"]
+    if model == "tiny":
         base = ModelConfig.tiny(text_dim=text_dim, controlnet=controlnet)
-    elif cfg["model"] == "official":
+    elif model == "official":
         base = dataclasses.replace(ModelConfig().with_text_dim(text_dim), controlnet=controlnet)
+    elif isinstance(model, dict):
+        # The official architecture with other stack sizes, e.g. {hidden_dim: 192, num_layers: 5}: applied to
+        # the VAE, denoiser/ControlNet and trajectory encoder alike (the latent stays 16 x 32).
+        official = ModelConfig().with_text_dim(text_dim)
+        try:
+            stacks = {name: dataclasses.replace(getattr(official, name), **model)
+                      for name in ("vae", "denoiser", "traj_encoder")}
+            base = dataclasses.replace(official, controlnet=controlnet, **stacks)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model sizes {model!r} do not fit the architecture: {exc}") from exc
     else:
-        raise ValueError(f"model must be 'official' or 'tiny', got {cfg['model']!r}")
+        raise ValueError(f"model must be 'official', 'tiny' or a mapping of stack sizes, got {model!r}")
     return dataclasses.replace(base, denoiser=dataclasses.replace(base.denoiser,
                                                                   time_cond_proj_dim=time_cond_proj_dim))
 
