@@ -31,8 +31,11 @@ from pathlib import Path
 
 def _backend_root() -> str:
     # Parsed before anything imports torch: `backend` must be imported first (it sets the OpenMP wait policy).
-    if "--backend-root" in sys.argv[:-1]:
-        return str(Path(sys.argv[sys.argv.index("--backend-root") + 1]).resolve())
+    for i, arg in enumerate(sys.argv):
+        if arg.startswith("--backend-root="):
+            return str(Path(arg.split("=", 1)[1]).resolve())
+        if arg == "--backend-root" and i + 1 < len(sys.argv):
+            return str(Path(sys.argv[i + 1]).resolve())
     return str(Path(__file__).resolve().parents[1])
 
 
