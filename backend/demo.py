@@ -41,7 +41,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frames = int(round(args.seconds * FPS))
-    pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device)
+    pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
     height = float(pipe.checkpoint.raw_mean[0, 1])  # the pelvis height the model's hints are centred on
     path = pelvis_circle(frames, height=height)
     control = JointControl.dense("pelvis", path.astype(np.float32))
@@ -85,5 +85,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="default: the checkpoint shipped with the package")
+    p.add_argument("--text-encoder", default=None,
+                   help="local text-encoder folder (official checkpoints need sentence-t5-large)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_demo)
