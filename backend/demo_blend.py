@@ -45,11 +45,13 @@ def write_blend(path: Path, skeleton: dict[str, Any], result: dict[str, Any], pr
     _control_curve("pelvis control", control_path)
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
-    camera.location, camera.rotation_euler = (7.5, -7.5, 5.0), (np.radians(65), 0.0, np.radians(45))
+    camera.location, camera.rotation_euler = (6.0, -5.0, 3.2), (np.radians(68), 0.0, np.radians(45))
     scene.camera = camera
     light = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
     scene.collection.objects.link(light)
     light.rotation_euler = (np.radians(40), 0.0, np.radians(30))
+    scene.world = bpy.data.worlds.new("World")
+    scene.world.color = (0.6, 0.62, 0.65)  # a light backdrop instead of black, for the first look
     path = Path(path).resolve()
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     return path

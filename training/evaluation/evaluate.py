@@ -2,9 +2,10 @@
 
 Sections: VAE reconstruction (MPJPE, feature error); text-to-motion with the LCM (foot skating, diversity,
 AITS); ControlNet control (OmniControl/MotionLCM control errors per joint and density, skating, AITS).
-FID, R-precision, matching score, diversity and multimodality use Guo et al.'s evaluator when its weights
-and GloVe are given (`t2m_evaluator.py`); without them the report says so, and the only diversity shown
-is a proxy on mean-pooled features, labelled as not comparable.
+FID, R-precision, matching score, diversity and multimodality use a text-motion evaluator: Guo et al.'s
+when its weights and GloVe are given (`t2m_evaluator.py`), or one trained here by contrastive retrieval
+(`motionlcm-eval train-evaluator`, `retrieval.py`); the report names the one used. Without either the report
+says so, and the only diversity shown is a proxy on mean-pooled features, labelled as not comparable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,7 +26,8 @@ from backend.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
 from . import metrics
-from .t2m_evaluator import EvaluatorUnavailable, T2MEvaluator, load_t2m_evaluator
+from .retrieval import is_retrieval_evaluator, load_retrieval_evaluator, train_retrieval_evaluator
+from .t2m_evaluator import EvaluatorUnavailable, load_t2m_evaluator
 
 DENSITIES = (1, 2, 5, 25, 100)  # 1/2/5 frames, 25 % and 100 % of the frames (OmniControl's table)
 
@@ -40,6 +43,25 @@ class EvalSettings:
     seed: int = 0
     diversity_times: int = 300  # official; reduced to N - 1 for smaller splits (reported)
     mm_repeats: int = 0  # multimodality: generations per caption (official 30); 0 = skip
+
+
+class Evaluator(Protocol):
+    """What the metrics need from a text-motion evaluator (Guo et al.'s or our retrieval one)."""
+
+    description: str  # the report's evaluator line
+    text_key: str  # the batch field its text side reads: "tokens" (Guo et al.: word/POS) or "text" (captions)
+
+    def text_embeddings(self, texts: list[str]) -> np.ndarray: ...
+
+    def motion_embeddings(self, feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        """Un-normalised features (B, T, 263) and frame counts -> (B, D)."""
+
+
+def load_evaluator(evaluator_dir: str | None, glove_dir: str | None) -> Evaluator:
+    """Our retrieval evaluator folder (recognised by its config.json) or Guo et al.'s files plus GloVe."""
+    if evaluator_dir is not None and is_retrieval_evaluator(evaluator_dir):
+        return load_retrieval_evaluator(evaluator_dir)
+    return load_t2m_evaluator(evaluator_dir, glove_dir)
 
 
 def _batches(dataset: HumanML3D, count: int, size: int):
@@ -93,7 +115,7 @@ def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
 
 
 def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, count: int,
-                   evaluator: T2MEvaluator | None) -> dict[str, float]:
+                   evaluator: Evaluator | None) -> dict[str, float]:
     generator = torch.Generator().manual_seed(settings.seed)
     clips, proxies, seconds = [], [], 0.0
     gen_emb, real_emb, text_emb = [], [], []
@@ -106,7 +128,7 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, co
             gen_emb.append(evaluator.motion_embeddings(denormalize(feats, ckpt.mean, ckpt.std), batch["length"]))
             real_emb.append(evaluator.motion_embeddings(denormalize(batch["motion"], ckpt.mean, ckpt.std),
                                                         batch["length"]))
-            text_emb.append(evaluator.text_embeddings(batch["tokens"]))
+            text_emb.append(evaluator.text_embeddings(batch[evaluator.text_key]))
     rng = np.random.default_rng(settings.seed)
     result = {"skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count}
     if evaluator is None:
@@ -127,7 +149,7 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, co
     return result
 
 
-def multimodality(ckpt, encoder, dataset: HumanML3D, count: int, settings: EvalSettings, evaluator: T2MEvaluator,
+def multimodality(ckpt, encoder, dataset: HumanML3D, count: int, settings: EvalSettings, evaluator: Evaluator,
                   rng: np.random.Generator) -> float:
     """Official protocol: 100 captions, `mm_repeats` generations each (30), 10 random pairs per caption."""
     generator = torch.Generator().manual_seed(settings.seed + 1)
@@ -190,7 +212,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
              "## VAE reconstruction", "", _table([reconstruction(ckpt, dataset, count, settings.batch_size)]), ""]
     evaluator = None
     try:
-        evaluator = load_t2m_evaluator(evaluator_dir, glove_dir)
+        evaluator = load_evaluator(evaluator_dir, glove_dir)
+        lines += [f"Evaluator (FID, R-precision, matching score, multimodality): {evaluator.description}", ""]
     except EvaluatorUnavailable as why:
         lines += ["FID, R-precision, matching score and multimodality: **not computed**: " + str(why), ""]
     if ckpt.model.denoiser.time_cond_proj_dim is not None:
@@ -204,8 +227,29 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
     return "\n".join(lines)
 
 
+def train_evaluator_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="motionlcm-eval train-evaluator",
+                                     description="Train a contrastive text-motion retrieval evaluator.")
+    parser.add_argument("out", help="evaluator folder to write (model.safetensors + config.json)")
+    parser.add_argument("--data", required=True, help="HumanML3D-format root")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    result = train_retrieval_evaluator(args.data, args.out, args.steps, args.batch_size, args.seed, split=args.split,
+                                       threads=args.threads, log=print)
+    print(f"evaluator written to {result.folder}; use it with motionlcm-eval --evaluator {result.folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train-evaluator"]:  # a subcommand, so the evaluation flags (--steps: LCM steps) stay as they are
+        return train_evaluator_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint "
+                                     "(`motionlcm-eval train-evaluator OUT --data ROOT` trains a retrieval evaluator).")
     parser.add_argument("--checkpoint", required=True,
                         help="engine checkpoint folder (e.g. runs/NAME/controlnet/checkpoint)")
     parser.add_argument("--data", required=True, help="HumanML3D-format root")
@@ -218,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--densities", default="1,2,5,25,100")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text-encoder", help="text encoder folder when the checkpoint's is not the default")
-    parser.add_argument("--evaluator", help="Guo et al. text-motion evaluator weights folder")
-    parser.add_argument("--glove", help="GloVe folder for the evaluator")
+    parser.add_argument("--evaluator", help="Guo et al. text-motion evaluator weights folder, or a retrieval "
+                        "evaluator folder from `motionlcm-eval train-evaluator`")
+    parser.add_argument("--glove", help="GloVe folder for the Guo et al. evaluator")
     parser.add_argument("--mm-repeats", type=int, default=0, help="multimodality: generations per caption (30)")
     args = parser.parse_args(argv)
     settings = EvalSettings(split=args.split, max_clips=args.max_clips, batch_size=args.batch_size, steps=args.steps,

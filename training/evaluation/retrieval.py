@@ -94,13 +94,12 @@ class RetrievalEvaluator:
 
     text_key = "text"  # which batch field `text_embeddings` takes
 
-    def __init__(self, model: RetrievalModel, config: RetrievalConfig, mean: np.ndarray, std: np.ndarray,
-                 text_encoder=None) -> None:
+    def __init__(self, model: RetrievalModel, config: RetrievalConfig, mean: np.ndarray, std: np.ndarray) -> None:
         from backend.text_encoders import load_text_encoder
 
         self.model, self.config = model.eval(), config
         self.mean, self.std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-        self.text_encoder = text_encoder or load_text_encoder(config.text_encoder)
+        self.text_encoder = load_text_encoder(config.text_encoder)
         self.description = (f"MotionLCM retrieval evaluator trained on {config.data} ({config.steps} steps), "
                             "not comparable to published numbers")
 
@@ -118,7 +117,8 @@ class RetrievalEvaluator:
 @dataclasses.dataclass
 class TrainResult:
     folder: Path
-    losses: list[float]
+    losses: list[float]  # per step
+    evaluator: RetrievalEvaluator  # the trained networks, as saved
 
 
 def train_retrieval_evaluator(data_root: str | Path, out_dir: str | Path, steps: int = 2000, batch_size: int = 64,
@@ -168,7 +168,7 @@ def _train(data_root, out_dir, steps, batch_size, seed, split, lr, hidden, embed
             log(f"step {step + 1}/{steps} loss {losses[-1]:.4f}")
     config.final_loss = float(np.mean(losses[-10:]))
     save_retrieval_evaluator(out_dir, model, config, dataset.mean, dataset.std)
-    return TrainResult(Path(out_dir), losses)
+    return TrainResult(Path(out_dir), losses, RetrievalEvaluator(model, config, dataset.mean, dataset.std))
 
 
 def save_retrieval_evaluator(folder: str | Path, model: RetrievalModel, config: RetrievalConfig,

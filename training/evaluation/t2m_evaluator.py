@@ -111,6 +111,9 @@ def _read_plain_pickle(path: Path):
 
 
 class T2MEvaluator:
+    description = "Guo et al. (user-supplied weights)"
+    text_key = "tokens"  # its text side reads HumanML3D's word/POS tokens, not the caption
+
     def __init__(self, evaluator_dir: Path, glove_dir: Path) -> None:
         state = torch.load(evaluator_dir / EVALUATOR_FILES[0], map_location="cpu", weights_only=True)
         self.text_encoder, self.movement_encoder = TextEncoder(), MovementEncoder()
@@ -163,8 +166,8 @@ class T2MEvaluator:
 
 def load_t2m_evaluator(evaluator_dir: str | Path | None, glove_dir: str | Path | None) -> T2MEvaluator:
     if evaluator_dir is None or glove_dir is None:
-        raise EvaluatorUnavailable("no Guo et al. evaluator weights and GloVe folder were given "
-                                   "(--evaluator DIR --glove DIR)")
+        raise EvaluatorUnavailable("no evaluator was given: Guo et al.'s weights and GloVe (--evaluator DIR "
+                                   "--glove DIR) or one from `motionlcm-eval train-evaluator` (--evaluator DIR)")
     evaluator_dir, glove_dir = Path(evaluator_dir), Path(glove_dir)
     missing = [str(evaluator_dir / f) for f in EVALUATOR_FILES if not (evaluator_dir / f).exists()]
     missing += [str(glove_dir / f) for f in GLOVE_FILES if not (glove_dir / f).exists()]
