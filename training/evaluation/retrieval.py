@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class RetrievalConfig:
     batch_size: int = 0
     seed: int = 0
     lr: float = 1e-3
-    final_loss: float = float("nan")
+    final_loss: float | None = None  # mean of the last 10 steps
 
 
 class MotionEncoder(nn.Module):
@@ -52,8 +53,7 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, motion_dim: int, hidden: int, embed_dim: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(motion_dim, hidden, 5, padding=2), nn.Conv1d(hidden, hidden, 5, padding=2),
-                                    nn.Conv1d(hidden, hidden, 5, padding=2)])
+        self.convs = nn.ModuleList([nn.Conv1d(size, hidden, 5, padding=2) for size in (motion_dim, hidden, hidden)])
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -114,6 +114,17 @@ class RetrievalEvaluator:
         return self.model.motion_enc(normalised, lengths.cpu()).numpy()
 
 
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclasses.dataclass
 class TrainResult:
     folder: Path
@@ -127,48 +138,39 @@ def train_retrieval_evaluator(data_root: str | Path, out_dir: str | Path, steps:
                               log: Callable[[str], None] | None = None) -> TrainResult:
     """Train on `split` of a HumanML3D-format root and save the evaluator folder to `out_dir`.
     `threads`: torch CPU threads while training (0: leave torch's setting); small networks run best on 1."""
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return _train(data_root, out_dir, steps, batch_size, seed, split, lr, hidden, embed_dim, text_encoder, log)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _train(data_root, out_dir, steps, batch_size, seed, split, lr, hidden, embed_dim, text_encoder, log) -> TrainResult:
     from backend.text_encoders import DEFAULT_ENCODER_ID, load_text_encoder
 
-    torch.manual_seed(seed)
-    dataset = HumanML3D(data_root, split, seed=seed)  # normalised with the root's Mean/Std, saved alongside
-    encoder = load_text_encoder(text_encoder)
-    # The text encoder is frozen, so every caption is embedded once up front.
-    captions = sorted({caption for _, _, pairs in dataset.items for caption, _ in pairs})
-    text_table = torch.cat([encoder.encode(captions[i:i + 256])[:, 0] for i in range(0, len(captions), 256)])
-    caption_index = {c: i for i, c in enumerate(captions)}
-    config = RetrievalConfig(text_encoder=text_encoder or DEFAULT_ENCODER_ID, text_dim=encoder.dim,
-                             motion_dim=int(dataset.mean.shape[-1]), hidden=hidden, embed_dim=embed_dim,
-                             data=str(data_root), split=split, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
-    model = RetrievalModel(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    rng = np.random.default_rng(seed)
-    batch_size = min(batch_size, len(dataset))
-    losses: list[float] = []
-    model.train()
-    for step in range(steps):
-        dataset.set_epoch(step)  # a new caption choice and crop per clip each step
-        batch = collate([dataset[int(i)] for i in rng.choice(len(dataset), batch_size, replace=False)])
-        ids = torch.tensor([caption_index[c] for c in batch["text"]])
-        loss = model.loss(text_table[ids], batch["motion"], batch["length"], ids[:, None] == ids[None, :])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-        if log is not None and (step % 100 == 0 or step == steps - 1):
-            log(f"step {step + 1}/{steps} loss {losses[-1]:.4f}")
-    config.final_loss = float(np.mean(losses[-10:]))
-    save_retrieval_evaluator(out_dir, model, config, dataset.mean, dataset.std)
-    return TrainResult(Path(out_dir), losses, RetrievalEvaluator(model, config, dataset.mean, dataset.std))
+    with _torch_threads(threads):
+        torch.manual_seed(seed)
+        dataset = HumanML3D(data_root, split, seed=seed)  # normalised with the root's Mean/Std, saved alongside
+        encoder = load_text_encoder(text_encoder)
+        # The text encoder is frozen, so every caption is embedded once up front.
+        captions = sorted({caption for _, _, pairs in dataset.items for caption, _ in pairs})
+        text_table = torch.cat([encoder.encode(captions[i:i + 256])[:, 0] for i in range(0, len(captions), 256)])
+        caption_index = {c: i for i, c in enumerate(captions)}
+        config = RetrievalConfig(text_encoder=text_encoder or DEFAULT_ENCODER_ID, text_dim=encoder.dim,
+                                 motion_dim=int(dataset.mean.shape[-1]), hidden=hidden, embed_dim=embed_dim,
+                                 data=str(data_root), split=split, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
+        model = RetrievalModel(config)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        rng = np.random.default_rng(seed)
+        batch_size = min(batch_size, len(dataset))
+        losses: list[float] = []
+        model.train()
+        for step in range(steps):
+            dataset.set_epoch(step)  # a new caption choice and crop per clip each step
+            batch = collate([dataset[int(i)] for i in rng.choice(len(dataset), batch_size, replace=False)])
+            ids = torch.tensor([caption_index[c] for c in batch["text"]])
+            loss = model.loss(text_table[ids], batch["motion"], batch["length"], ids[:, None] == ids[None, :])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            if log is not None and (step % 100 == 0 or step == steps - 1):
+                log(f"step {step + 1}/{steps} loss {losses[-1]:.4f}")
+        config.final_loss = float(np.mean(losses[-10:]))
+        save_retrieval_evaluator(out_dir, model, config, dataset.mean, dataset.std)
+        return TrainResult(Path(out_dir), losses, RetrievalEvaluator(model, config, dataset.mean, dataset.std))
 
 
 def save_retrieval_evaluator(folder: str | Path, model: RetrievalModel, config: RetrievalConfig,
