@@ -52,11 +52,13 @@ def run_demo(args: argparse.Namespace) -> int:
     render_gif(motion.joints, out / "demo.gif", fps=FPS, paths=[path], title=args.prompt)
     written = ["demo.npz", "demo.bvh", "demo.gif"]
     try:
-        from .demo_blend import write_blend
-    except ImportError as exc:  # bpy is optional: it pins numpy<2 and exists for Python 3.11 only
+        import bpy  # noqa: F401  (optional: it pins numpy<2 and exists for Python 3.11 only)
+    except ImportError as exc:
         print(f"no .blend: Blender's Python module is not importable here ({exc}); "
               "`python install.py --demo` installs it", file=sys.stderr)
     else:
+        from .demo_blend import write_blend
+
         target = retarget(motion, target_fps=BLEND_FPS, foot_lock=True)
         skeleton = {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": target.rest_joints,
                     "mesh": body_mesh(np.asarray(target.rest_joints, dtype=np.float32))}
