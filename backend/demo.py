@@ -31,12 +31,11 @@ def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float 
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .body_mesh import body_mesh
+    from .handlers import result_fields, skeleton_fields
     from .pipeline import MotionLCMPipeline
     from .preview import render_gif
-    from .retarget import retarget
-    from .retarget.command import write_motion_bvh
-    from .skeleton import JOINT_NAMES, PARENTS
+    from .retarget import write_bvh
+    from .server import BodyModel
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +47,9 @@ def run_demo(args: argparse.Namespace) -> int:
     generation = pipe.generate([args.prompt], [frames], controls=[[control]], steps=args.steps, seed=args.seed)
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
-    write_motion_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True)
+    # The default character, as the add-on's Create SMPL Character gets it; the BVH and the .blend share it.
+    skeleton = skeleton_fields(BodyModel(), encode=np.asarray)
+    target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True)
     render_gif(motion.joints, out / "demo.gif", fps=FPS, paths=[path], title=args.prompt)
     written = ["demo.npz", "demo.bvh", "demo.gif"]
     try:
@@ -59,13 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         from .demo_blend import write_blend
 
-        target = retarget(motion, target_fps=BLEND_FPS, foot_lock=True)
-        skeleton = {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": target.rest_joints,
-                    "mesh": body_mesh(np.asarray(target.rest_joints, dtype=np.float32))}
-        result = {"fps": target.fps, "joint_names": list(target.joint_names), "rest_joints": target.rest_joints,
-                  "settings": generation.settings,
-                  "variations": [{"seed": generation.seeds[0], "root_translation": target.root_translation,
-                                  "local_quats": target.local_quats, "joints": target.fk()}]}
+        result = result_fields(generation.seeds, [target], generation.settings, generation.timings,
+                               encode=np.asarray)
         write_blend(out / "demo.blend", skeleton, result, prompt=args.prompt, control_path=path)
         written.append("demo.blend")
     error = np.linalg.norm(motion.joints[:, 0] - path, axis=-1)

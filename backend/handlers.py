@@ -34,11 +34,24 @@ def target_body(body: Any) -> tuple[RestSkeleton, dict[str, np.ndarray]]:
     return RestSkeleton(joints), mesh
 
 
-def skeleton_fields(body: Any) -> dict[str, Any]:
-    """The `skeleton` reply: the target rest skeleton and its mesh."""
+def skeleton_fields(body: Any, encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
+    """The `skeleton` reply: the target rest skeleton and its mesh (arrays through `encode`: the wire format,
+    or np.asarray for in-process use)."""
     skeleton, mesh = target_body(body)
-    return {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": encode_array(skeleton.joints),
-            "mesh": {name: encode_array(array) for name, array in mesh.items()}}
+    return {"joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "rest_joints": encode(skeleton.joints),
+            "mesh": {name: encode(array) for name, array in mesh.items()}}
+
+
+def result_fields(seeds: list[int], targets: list[Any], settings: dict[str, Any], timings: dict[str, float],
+                  encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
+    """The `result` of a generate: one entry per retargeted variation (backend.retarget.Retargeted)."""
+    first = targets[0]  # every variation shares the skeleton, frame rate and length
+    return {"fps": float(first.fps), "frame_count": first.num_frames, "joint_names": list(first.joint_names),
+            "parents": list(first.parents), "rest_joints": encode(first.rest_joints),
+            "variations": [{"seed": int(seed), "root_translation": encode(target.root_translation),
+                            "local_quats": encode(target.local_quats), "joints": encode(target.fk())}
+                           for seed, target in zip(seeds, targets)],
+            "settings": _jsonable(settings), "timings": timings}
 
 
 def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skeleton: RestSkeleton) -> dict[str, Any]:
@@ -59,15 +72,9 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     timings = {name: float(ms) for name, ms in dict(generation.timings).items()}
     timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0
     timings["total"] = (time.perf_counter() - start) * 1000.0
-    first = targets[0]  # every variation shares the skeleton, frame rate and length
     settings = {**generation.settings, "prompt": request.prompt, "frames": request.frames,
-                "target_fps": float(first.fps), "in_place": request.in_place, "foot_lock": request.foot_lock}
-    return {"fps": float(first.fps), "frame_count": first.num_frames, "joint_names": list(first.joint_names),
-            "parents": list(first.parents), "rest_joints": encode_array(first.rest_joints),
-            "variations": [{"seed": int(seed), "root_translation": encode_array(target.root_translation),
-                            "local_quats": encode_array(target.local_quats), "joints": encode_array(target.fk())}
-                           for seed, target in zip(generation.seeds, targets)],
-            "settings": _jsonable(settings), "timings": timings}
+                "target_fps": float(targets[0].fps), "in_place": request.in_place, "foot_lock": request.foot_lock}
+    return result_fields(generation.seeds, targets, settings, timings)
 
 
 def _jsonable(value: Any) -> Any:

@@ -247,3 +247,10 @@ def test_solver_keeps_unmapped_intermediate_bones_rigid_on_a_ue5_rig() -> None:
     assert "spine_02" not in pose.rotations and "root" not in pose.rotations
     heads = _pose_heads(rig, pose.rotations, "pelvis", pose.root_location)
     assert _direction_errors(heads, names, motion["joints"], bones).max() < 1e-4
+
+
+def test_the_add_on_joint_order_is_the_backend_one():
+    from backend.skeleton import JOINT_NAMES as BACKEND_JOINT_NAMES
+    from motionlcm_blender.rig_mapping import JOINT_NAMES
+
+    assert JOINT_NAMES == BACKEND_JOINT_NAMES
