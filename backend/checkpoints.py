@@ -334,17 +334,35 @@ def convert_official(src: str | Path, dst: str | Path, half: bool = False,
                            provenance=provenance, licence=OFFICIAL_LICENCE, half=half)
 
 
+def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+    """An official `.ckpt` or one of our folders -> our folder format, e.g. float16 for shipping. A folder keeps
+    its provenance, licence and sampling settings, and records which weights it was converted from."""
+    src = Path(src)
+    if not src.is_dir():
+        return convert_official(src, dst, half=half)
+    if Path(dst).resolve() == src.resolve():
+        raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
+    loaded = load_checkpoint(src)
+    provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
+                  "source_sha256": _sha256(src / WEIGHTS_FILE)}
+    return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
+                           mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
+                           provenance=provenance, licence=loaded.licence or None, half=half,
+                           cfg_step_map=loaded.cfg_step_map)
+
+
 def _run_convert(args: argparse.Namespace) -> int:
-    out = convert_official(args.checkpoint, args.out, half=args.half)
+    out = convert_checkpoint(args.checkpoint, args.out, half=args.half)
     print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
     return 0
 
 
 def add_parser(subparsers: Any) -> None:
-    """`motionlcm convert --checkpoint X.ckpt --out DIR [--half]`."""
-    parser = subparsers.add_parser("convert", help="convert an official MotionLCM .ckpt into a checkpoint folder",
-                                   description=convert_official.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="official MotionLCM .ckpt file")
+    """`motionlcm convert --checkpoint X.ckpt|DIR --out DIR [--half]`."""
+    parser = subparsers.add_parser("convert", help="convert an official MotionLCM .ckpt (or re-save a checkpoint "
+                                                   "folder, e.g. as float16) into a checkpoint folder",
+                                   description=convert_checkpoint.__doc__)
+    parser.add_argument("--checkpoint", required=True, help="official MotionLCM .ckpt file or checkpoint folder")
     parser.add_argument("--out", required=True, help="output folder (model.safetensors + config.json)")
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     parser.set_defaults(func=_run_convert)

@@ -21,6 +21,7 @@ from .skeleton import FPS, MAX_FRAMES
 DEFAULT_PROMPT = "a person walks in a circle"
 CIRCLE_DIAMETER = 3.0  # metres
 BLEND_FPS = 30.0
+DEMO_TUNING = 0
 
 
 def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float = 0.95) -> np.ndarray:
@@ -44,7 +45,8 @@ def run_demo(args: argparse.Namespace) -> int:
     height = float(pipe.checkpoint.raw_mean[0, 1])  # the pelvis height the model's hints are centred on
     path = pelvis_circle(frames, height=height)
     control = JointControl.dense("pelvis", path.astype(np.float32))
-    generation = pipe.generate([args.prompt], [frames], controls=[[control]], steps=args.steps, seed=args.seed)
+    generation = pipe.generate([args.prompt], [frames], controls=[[control]], steps=args.steps, seed=args.seed,
+                               tuning=args.tuning)
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
     # The default character, as the add-on's Create SMPL Character gets it; the BVH and the .blend share it.
@@ -82,6 +84,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seconds", type=float, default=MAX_FRAMES / FPS, help="duration (default 9.8 s)")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tuning", type=int, default=DEMO_TUNING, metavar="N",
+                   help=f"latent tuning iterations fitting the pelvis to the circle (default {DEMO_TUNING}; 0: off)")
     p.add_argument("--checkpoint", default=None, help="default: the checkpoint shipped with the package")
     p.add_argument("--text-encoder", default=None,
                    help="local text-encoder folder (official checkpoints need sentence-t5-large)")

