@@ -32,9 +32,9 @@ class FakePipeline:
         self.started = threading.Event()
 
     def generate(self, prompts, lengths, controls=None, steps=1, guidance=None, seed=None, variations=1,
-                 progress=None):
+                 tuning=0, progress=None):
         self.calls.append(dict(prompts=prompts, lengths=lengths, controls=controls, steps=steps,
-                               guidance=guidance, seed=seed, variations=variations))
+                               guidance=guidance, seed=seed, variations=variations, tuning=tuning))
         progress("sampling", 0.0)
         self.started.set()
         if self.gate is not None:

@@ -105,7 +105,17 @@ def test_generate_reports_progress_then_one_result(session_and_engine):
     assert result["settings"]["seed"] == 5 and result["settings"]["checkpoint"] == "fake-checkpoint"
     assert {"loading", "sampling", "retarget", "total"} <= result["timings"].keys()
     assert engine.calls[0]["prompts"] == ["a person walks forward"] and engine.calls[0]["variations"] == 2
+    assert engine.calls[0]["tuning"] == 0
     json.dumps(result)  # the whole reply is plain JSON
+
+
+def test_generate_passes_tuning_with_its_controls(session_and_engine):
+    session, engine = session_and_engine
+    replies = Replies()
+    control = {"joint": "pelvis", "frames": [0, 59], "positions": [[0, 0.9, 0], [0, 0.9, 2]]}
+    session.handle(generate(controls=[control], tuning=120), replies)
+    assert replies.final("g")["type"] == "result"
+    assert engine.calls[0]["tuning"] == 120 and engine.calls[0]["controls"][0][0].joint == "pelvis"
 
 
 def test_model_loads_once_and_a_failed_load_is_retried():

@@ -144,7 +144,8 @@ class ResumableSampler(DistributedSampler):
         return [index for b in rng.permutation(len(batches)) for index in batches[b]]
 
     def __len__(self) -> int:
-        return max(0, self.num_samples - self.start)
+        total = self.num_samples // self.batch_size * self.batch_size if self.lengths is not None else self.num_samples
+        return max(0, total - self.start)
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
