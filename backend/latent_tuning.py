@@ -63,29 +63,31 @@ def _learning_rate(settings: TuningSettings, iteration: int) -> float:
     return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def tune_latents(model: MotionLCM, z_T: torch.Tensor, text_emb: torch.Tensor, *, target: torch.Tensor,
-                 target_mask: torch.Tensor, lengths: Sequence[int], mean: torch.Tensor, std: torch.Tensor,
-                 hint: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None, steps: int = 1,
-                 guidance: float, scheduler: LCMScheduler | None = None,
-                 noise: Sequence[torch.Tensor] | None = None, settings: TuningSettings = TuningSettings(),
+def tune_latents(model: MotionLCM, z_T: torch.Tensor, text_emb: torch.Tensor, *, hint: torch.Tensor,
+                 hint_mask: torch.Tensor, raw_mean: torch.Tensor, raw_std: torch.Tensor, lengths: Sequence[int],
+                 mean: torch.Tensor, std: torch.Tensor, steps: int = 1, guidance: float,
+                 scheduler: LCMScheduler | None = None, noise: Sequence[torch.Tensor] | None = None,
+                 settings: TuningSettings = TuningSettings(),
                  callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Return z_T tuned so that `sample_lcm` -> decode -> joints meets `target` where `target_mask` is 1.
+    """Return z_T tuned so that `sample_lcm` -> decode -> joints meets the controls in `hint`.
 
-    target, target_mask: (B, T, 22, 3), metres in HumanML3D axes, T >= max(lengths). hint/hint_mask: the
-    ControlNet's normalised input (None: tune a text-only sample). noise: the fixed re-noising tensors of a
-    multi-step sampler, so that every iteration sees the same sampler. callback(i, errors) after each
-    iteration with the per-sample control MSE (it may raise to cancel)."""
+    hint, hint_mask: (B, T, 22, 3), the normalised controls as the ControlNet takes them (backend.controls),
+    T >= max(lengths); raw_mean/raw_std (22, 3) turn them back into metres. The ControlNet sees them too when
+    the model has one. noise: the fixed re-noising tensors of a multi-step sampler, so that every iteration
+    sees the same sampler. callback(i, errors) after each iteration with the per-sample control MSE (it may
+    raise to cancel)."""
     settings.validate()
     if model.denoiser.time_cond_proj_dim is None:
         raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
-    if float(target_mask.sum()) == 0:
+    if float(hint_mask.sum()) == 0:
         raise InvalidRequest("latent tuning needs at least one joint control")
     # Normal tensors throughout: the caller may be in inference mode, whose tensors cannot enter a graph.
     with torch.inference_mode(False), torch.enable_grad():
-        return _tune(model, z_T.clone(), text_emb.clone(), target.clone(), target_mask.clone(), lengths, mean.clone(),
-                     std.clone(), None if hint is None else hint.clone(),
-                     None if hint_mask is None else hint_mask.clone(), steps, guidance, scheduler,
-                     None if noise is None else [n.clone() for n in noise], settings, callback)
+        hint, hint_mask = hint.clone(), hint_mask.clone()
+        target = hint * raw_std.to(hint) + raw_mean.to(hint)  # metres; masked entries never count
+        return _tune(model, z_T.clone(), text_emb.clone(), target, hint_mask, lengths, mean.clone(), std.clone(),
+                     hint if model.has_controlnet else None, hint_mask if model.has_controlnet else None, steps,
+                     guidance, scheduler, None if noise is None else [n.clone() for n in noise], settings, callback)
 
 
 def _tune(model: MotionLCM, z_T: torch.Tensor, text_emb: torch.Tensor, target: torch.Tensor,

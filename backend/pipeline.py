@@ -231,16 +231,14 @@ class MotionLCMPipeline:
     def _tune(self, z_T: torch.Tensor, noise: list[torch.Tensor], text_emb: torch.Tensor, lengths: list[int],
               steps: int, guidance: float, hint: torch.Tensor, hint_mask: torch.Tensor, iterations: int,
               stage: Callable[[str, float], None]) -> torch.Tensor:
-        raw_mean = torch.as_tensor(self.checkpoint.raw_mean, dtype=torch.float32, device=self.device)
-        raw_std = torch.as_tensor(self.checkpoint.raw_std, dtype=torch.float32, device=self.device)
-        target = hint * raw_std + raw_mean  # the controls in metres (build_hint normalised them)
-
         def callback(i: int, errors: torch.Tensor) -> None:
             stage("tuning", 0.2 + 0.5 * (i + 1) / iterations)
 
         scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
-        return tune_latents(self.model, z_T, text_emb, target=target, target_mask=hint_mask, lengths=lengths,
-                            mean=self._mean, std=self._std, hint=hint, hint_mask=hint_mask, steps=steps,
+        return tune_latents(self.model, z_T, text_emb, hint=hint, hint_mask=hint_mask,
+                            raw_mean=torch.from_numpy(self.checkpoint.raw_mean),
+                            raw_std=torch.from_numpy(self.checkpoint.raw_std), lengths=lengths,
+                            mean=self._mean, std=self._std, steps=steps,
                             guidance=guidance, scheduler=scheduler, noise=noise,
                             settings=TuningSettings(iterations=iterations), callback=callback)
 

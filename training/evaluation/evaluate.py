@@ -111,12 +111,11 @@ def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
     noise = [torch.randn(z_T.shape, generator=generator) for _ in range(steps - 1)]
     hint = (batch["hint"], batch["hint_mask"]) if control else (None, None)
     if tuning:
-        raw_mean, raw_std = torch.from_numpy(ckpt.raw_mean), torch.from_numpy(ckpt.raw_std)
-        guidance = ckpt.cfg_step_map[steps]
-        z_T = tune_latents(ckpt.model, z_T, text_emb, target=hint[0] * raw_std + raw_mean, target_mask=hint[1],
+        z_T = tune_latents(ckpt.model, z_T, text_emb, hint=hint[0], hint_mask=hint[1],
+                           raw_mean=torch.from_numpy(ckpt.raw_mean), raw_std=torch.from_numpy(ckpt.raw_std),
                            lengths=batch["length"].tolist(), mean=torch.from_numpy(ckpt.mean),
-                           std=torch.from_numpy(ckpt.std), hint=hint[0], hint_mask=hint[1], steps=steps,
-                           guidance=guidance, noise=noise, settings=TuningSettings(iterations=tuning))
+                           std=torch.from_numpy(ckpt.std), steps=steps, guidance=ckpt.cfg_step_map[steps],
+                           noise=noise, settings=TuningSettings(iterations=tuning))
     z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, noise=noise)
     feats = decode_latents(ckpt.model, z0, batch["length"])
     seconds = time.perf_counter() - start
