@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from backend.models import MotionLCM, ModelConfig
 from backend.models.config import StackConfig
-from backend.models.transformer import EncoderLayer, MultiheadAttention, SkipTransformer, attention_mask
+from backend.models.transformer import (EncoderLayer, LearnedPositions, MultiheadAttention, SkipTransformer,
+                                       attention_mask)
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +187,14 @@ def test_training_gradients_reach_every_parameter():
     no_grad = [n for n, p in model.named_parameters() if not n.startswith("controlnet.latent_post")
                and (p.grad is None or torch.count_nonzero(p.grad) == 0)]
     assert no_grad == [], no_grad
+
+
+def test_positional_tables_start_smooth_and_distinct():
+    """Training from scratch starts from sinusoids: every frame has its own code and neighbouring frames
+    similar ones (the reference's uniform noise gives unrelated codes, which kept short runs static)."""
+    pe = LearnedPositions(196, 128).pe.detach()[:, 0]
+    dist = torch.cdist(pe, pe)
+    off_diagonal = dist + torch.eye(196) * 1e9
+    assert float(off_diagonal.min()) > 0.1  # no two frames share a code
+    neighbour, far = dist.diagonal(1).mean(), dist[torch.arange(0, 96), torch.arange(100, 196)].mean()
+    assert neighbour < 0.25 * far

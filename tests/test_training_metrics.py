@@ -91,3 +91,14 @@ def test_mpjpe_diversity_fid_and_r_precision_on_known_inputs():
     assert perfect["R_precision_top_1"] == 1.0 and perfect["Matching_score"] == pytest.approx(0.0)
     shuffled = metrics.r_precision_and_matching(emb, emb[::-1].copy())
     assert shuffled["R_precision_top_3"] < 0.2
+
+
+def test_local_joint_speed_ignores_travel_and_sees_body_motion():
+    fps = 20.0
+    t = np.arange(41) / fps
+    held = np.random.default_rng(0).normal(size=(1, 22, 3)).repeat(41, axis=0)
+    travelling = held + np.stack([1.4 * t, 0 * t, 0 * t], axis=1)[:, None, :]  # a held pose sliding at 1.4 m/s
+    assert metrics.local_joint_speed(travelling, fps) == pytest.approx(0.0, abs=1e-12)
+    waving = travelling.copy()
+    waving[:, 20, 1] += 0.5 * t  # one wrist rises at 0.5 m/s relative to the pelvis
+    assert metrics.local_joint_speed(waving, fps) == pytest.approx(0.5 / 21)

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import StackConfig
+from .embeddings import timestep_sinusoids
 
 
 def attention_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -163,11 +164,18 @@ class SkipTransformer(nn.Module):
 
 
 class LearnedPositions(nn.Module):
-    """Learned positional embedding stored as `pe` of shape (max_len, 1, C), added to the first L tokens."""
+    """Learned positional embedding stored as `pe` of shape (max_len, 1, C), added to the first L tokens.
+
+    Initialised with the sinusoidal table, not the reference's uniform noise (same shape, so official weights
+    load unchanged): with noise every frame's code is an unrelated random vector, and a VAE decoder trained for a
+    few thousand steps still output one static pose per clip (time-std of its features 0.05 against 1.0 in the
+    data); sinusoids give neighbouring frames similar, distinct codes from the first step.
+    """
 
     def __init__(self, max_len: int, dim: int) -> None:
         super().__init__()
-        self.pe = nn.Parameter(torch.rand(max_len, 1, dim))
+        table = timestep_sinusoids(torch.arange(max_len), dim, flip_sin_to_cos=False)
+        self.pe = nn.Parameter(table[:, None, :].clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

@@ -62,6 +62,14 @@ def horizontal_speed(joints: np.ndarray, fps: float, joint: int = 0) -> float:
     return float(np.linalg.norm(steps, axis=-1).mean() * fps)
 
 
+def local_joint_speed(joints: np.ndarray, fps: float) -> float:
+    """Mean speed (m/s) of the joints relative to the pelvis over a (T, 22, 3) clip: how much the body moves,
+    apart from travelling. A reconstruction or sample that is one held pose scores 0."""
+    local = np.asarray(joints, np.float64)
+    local = local[:, 1:] - local[:, :1]
+    return float(np.linalg.norm(np.diff(local, axis=0), axis=-1).mean() * fps)
+
+
 def height_above_pelvis(joints: np.ndarray, joint: int) -> float:
     """Highest height (m) of `joint` over the pelvis in a (T, 22, 3) Y-up clip: how far a hand is raised."""
     joints = np.asarray(joints, np.float64)
