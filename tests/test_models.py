@@ -191,7 +191,7 @@ def test_training_gradients_reach_every_parameter():
 
 def test_positional_tables_start_smooth_and_distinct():
     """Training from scratch starts from sinusoids: every frame has its own code and neighbouring frames
-    similar ones (the reference's uniform noise gives unrelated codes, which kept short runs static)."""
+    similar ones (the reference's uniform noise gives every frame an unrelated code)."""
     pe = LearnedPositions(196, 128).pe.detach()[:, 0]
     dist = torch.cdist(pe, pe)
     off_diagonal = dist + torch.eye(196) * 1e9

@@ -24,7 +24,7 @@ import torch
 from backend.features import denormalize, features_to_joints
 from backend.latent_tuning import TuningSettings, tune_latents
 from backend.sampler import decode_latents, sample_lcm
-from backend.skeleton import CONTROL_JOINTS, FPS
+from backend.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
 from . import metrics
@@ -83,10 +83,10 @@ def _joints(feats: torch.Tensor, mean: np.ndarray, std: np.ndarray, lengths: tor
 def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dict[str, float]:
     """VAE round trip with the posterior mean (deterministic). MPJPE as the official PosMetrics: averaged over
     all frames, with each skeleton moved to its pelvis (MPJPE) or not (unaligned, root drift included).
-    The body-motion ratio (local joint speed of the reconstruction over the original's) shows a decoder that
+    The body-motion ratio (metrics.body_motion of the reconstruction over the original's) shows a decoder that
     averages motion away: 1 is right, 0 a held pose."""
     aligned, unaligned, feat_abs, feat_sq, frames = 0.0, 0.0, 0.0, 0.0, 0
-    speed_rec, speed_ref = 0.0, 0.0
+    moved_rec, moved_ref = 0.0, 0.0
     for batch in _batches(dataset, count, batch_size):
         _, dist = ckpt.model.vae.encode(batch["motion"], batch["mask"])
         rec = ckpt.model.vae.decode(dist.loc, batch["mask"])
@@ -98,13 +98,13 @@ def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dic
                         _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])):
             aligned += metrics.mpjpe(a, b, align_root=True) * len(a)
             unaligned += metrics.mpjpe(a, b) * len(a)
-            speed_rec += metrics.local_joint_speed(a, FPS) * len(a)
-            speed_ref += metrics.local_joint_speed(b, FPS) * len(a)
+            moved_rec += metrics.body_motion(a) * len(a)
+            moved_ref += metrics.body_motion(b) * len(a)
     dim = dataset.items[0][1].shape[-1]
     return {"MPJPE (m)": aligned / frames, "MPJPE unaligned (m)": unaligned / frames,
             "feature MAE (normalised)": feat_abs / (frames * dim),
             "feature RMSE (normalised)": float(np.sqrt(feat_sq / (frames * dim))),
-            "body-motion ratio": speed_rec / speed_ref}
+            "body-motion ratio": moved_rec / moved_ref}
 
 
 @torch.inference_mode()
@@ -156,8 +156,8 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, co
     # shows as skating with a low body-motion ratio.
     result = {"skating ratio": metrics.mean_skating_ratio(clips),
               "real skating ratio": metrics.mean_skating_ratio(real_clips),
-              "body-motion ratio": float(np.mean([metrics.local_joint_speed(c, FPS) for c in clips])
-                                         / np.mean([metrics.local_joint_speed(c, FPS) for c in real_clips])),
+              "body-motion ratio": float(np.mean([metrics.body_motion(c) for c in clips])
+                                         / np.mean([metrics.body_motion(c) for c in real_clips])),
               "AITS (s)": seconds / count}
     if evaluator is None:
         activations = np.concatenate(proxies)

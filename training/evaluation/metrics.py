@@ -62,12 +62,13 @@ def horizontal_speed(joints: np.ndarray, fps: float, joint: int = 0) -> float:
     return float(np.linalg.norm(steps, axis=-1).mean() * fps)
 
 
-def local_joint_speed(joints: np.ndarray, fps: float) -> float:
-    """Mean speed (m/s) of the joints relative to the pelvis over a (T, 22, 3) clip: how much the body moves,
-    apart from travelling. A reconstruction or sample that is one held pose scores 0."""
+def body_motion(joints: np.ndarray) -> float:
+    """How far (m, RMS over frames and joints) the joints of a (T, 22, 3) clip move around their mean place
+    relative to the pelvis: limb swing and gestures, apart from travelling. A held pose scores 0, and so does
+    frame-to-frame jitter around it, almost (a speed would count the jitter as motion)."""
     local = np.asarray(joints, np.float64)
     local = local[:, 1:] - local[:, :1]
-    return float(np.linalg.norm(np.diff(local, axis=0), axis=-1).mean() * fps)
+    return float(np.sqrt(((local - local.mean(axis=0)) ** 2).sum(-1).mean()))
 
 
 def height_above_pelvis(joints: np.ndarray, joint: int) -> float:
