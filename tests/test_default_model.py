@@ -34,9 +34,10 @@ def test_shipped_checkpoint_is_small_half_precision_and_says_what_it_is():
     assert "CC BY-NC-ND 4.0" in (DEFAULT_CHECKPOINT / "LICENCE.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 not met yet: the shipped ControlNet (1000 CPU steps) barely "
-                   "steers; with the demo's 200 latent-tuning iterations the pelvis is about 0.2 m from the circle (goal 0.1), and the "
-                   "VAE's raw joints vary in bone length by about 15 cm (the retargeted output does not)")
+@pytest.mark.xfail(strict=True, reason="issue 6 not met yet: the shipped ControlNet ignores its hint (its "
+                   "trajectory encoder collapsed in training) and its VAE does not reconstruct stepping; with the "
+                   "demo's 200 latent-tuning iterations the pelvis is about 0.2 m from the circle (goal 0.1), and "
+                   "the raw joints vary in bone length by about 15 cm (the retargeted output does not)")
 def test_pelvis_follows_the_demo_circle(pipe):
     """The README demo's request: 196 frames, the pelvis on a 3 m circle, the demo's settings."""
     frames = MAX_FRAMES
