@@ -167,3 +167,18 @@ def test_model_sizes_from_the_config():
         model_config({"model": {"num_layers": 4}}, 384, time_cond_proj_dim=None, controlnet=False)
     with pytest.raises(ValueError, match="do not fit"):
         model_config({"model": {"width": 3}}, 384, time_cond_proj_dim=None, controlnet=False)
+
+
+def test_the_tiny_controlnet_pretrains_its_trajectory_encoder_and_keeps_it_frozen(run):
+    """The tiny preset runs the short-run options (pretrained trajectory encoder, open condition path); with a
+    pretrained encoder the ControlNet stage trains the ControlNet alone."""
+    from training.stages.controlnet import ControlNetObjective
+
+    cfg = load_stage_config("controlnet", "tiny")
+    assert cfg["control"]["traj_pretrain_steps"] == 5 and cfg["control"]["joints"] == "pelvis"
+    final = load_checkpoint(run / "controlnet" / "checkpoint").model
+    objective = ControlNetObjective(final, text=None, mean=np.zeros(263), std=np.ones(263),
+                                    raw_mean=np.zeros((22, 3)), raw_std=np.ones((22, 3)), control=cfg["control"],
+                                    freeze_traj_encoder=True)
+    trainable = {name.split(".")[0] for name, p in objective.named_parameters() if p.requires_grad}
+    assert trainable == {"controlnet"}
