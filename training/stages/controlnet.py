@@ -88,9 +88,10 @@ def pretrain_trajectory_encoder(model: MotionLCM, dataset: HumanML3D, steps: int
     """MSE between the trajectory encoder's output (16 x 32, the latent's shape) and the posterior mean of the
     clip's VAE latent, on the dataset's random hints: an encoder that carries the path into the ControlNet."""
     encoder = model.traj_encoder.train()
+    model.vae.eval()  # the targets are posterior means: no dropout in them
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
-    for _ in tqdm(range(steps), desc="trajectory encoder", disable=steps == 0):
+    for _ in tqdm(range(steps), desc="trajectory encoder"):
         batch = collate([dataset[int(i)] for i in rng.integers(0, len(dataset), batch_size)])
         with torch.no_grad():
             target = model.vae.encode(batch["motion"].to(device), batch["mask"].to(device))[1].loc
