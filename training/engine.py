@@ -25,7 +25,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -57,6 +57,10 @@ class TrainSettings:
     num_workers: int = 0
     threads: int = 0  # torch CPU threads while training (0: leave torch's setting); tiny models run best on 1
     length_buckets: int = 0  # >0: batches of similar clip length, sorted within runs of this many batches
+    # [[steps, clips], ...]: until global step `steps`, batches come only from the first `clips` clips of a
+    # seeded order (those whose name contains `curriculum_first` first), then from a wider pool, then all.
+    curriculum: list = field(default_factory=list)
+    curriculum_first: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainSettings":
@@ -64,7 +68,11 @@ class TrainSettings:
         unknown = set(data) - set(known)
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        return cls(**known)
+        settings = cls(**known)
+        ends = [int(until) for until, _ in settings.curriculum]
+        if ends != sorted(set(ends)) or any(int(n) < 1 for _, n in settings.curriculum):
+            raise ValueError(f"curriculum must be [[steps, clips], ...] with rising steps, got {settings.curriculum}")
+        return settings
 
 
 @dataclass
@@ -125,8 +133,11 @@ class ResumableSampler(DistributedSampler):
         lengths = getattr(dataset, "clip_lengths", None)
         self.lengths = np.asarray(lengths()) if length_buckets > 0 and callable(lengths) else None
         self.length_buckets = length_buckets
+        self.pool: list[int] | None = None  # set by a curriculum phase: draw only from these clips
 
     def __iter__(self) -> Iterator[int]:
+        if self.pool is not None:
+            return iter(self._pool_order()[self.start:])
         order = list(super().__iter__())
         if self.lengths is not None:
             order = self._bucketed(order)
@@ -143,7 +154,18 @@ class ResumableSampler(DistributedSampler):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank])
         return [index for b in rng.permutation(len(batches)) for index in batches[b]]
 
+    def _pool_order(self) -> list[int]:
+        """This rank's share of the pool, shuffled per epoch and repeated until it fills one batch per rank."""
+        per_step = self.batch_size * self.num_replicas
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order: list[int] = []
+        while len(order) < per_step:
+            order += rng.permutation(self.pool).tolist()
+        return order[: len(order) // per_step * per_step][self.rank::self.num_replicas]
+
     def __len__(self) -> int:
+        if self.pool is not None:
+            return max(0, len(self._pool_order()) - self.start)
         total = self.num_samples // self.batch_size * self.batch_size if self.lengths is not None else self.num_samples
         return max(0, total - self.start)
 
@@ -285,6 +307,7 @@ class _Run:
                 (out / "history.jsonl").unlink(missing_ok=True)
         self.model = nn.parallel.DistributedDataParallel(objective) if ctx.world_size > 1 else objective
         self.sampler = ResumableSampler(dataset, ctx, settings.seed, settings.batch_size, settings.length_buckets)
+        self.curriculum_order = curriculum_order(dataset, settings) if settings.curriculum else []
         self.losses: list[float] = []
         self.writer = self.bar = None
 
@@ -293,6 +316,8 @@ class _Run:
         epoch = self.progress["epoch"]
         self.sampler.set_epoch(epoch)
         self.sampler.start = self.progress["batch_in_epoch"] * self.settings.batch_size
+        pool = self.pool_size()
+        self.sampler.pool = None if pool is None else self.curriculum_order[:pool]
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         loader = DataLoader(self.dataset, batch_size=self.settings.batch_size, sampler=self.sampler,
@@ -305,6 +330,13 @@ class _Run:
             raise ValueError(f"{len(self.dataset)} items cannot fill one batch of {self.settings.batch_size} "
                              f"on each of {self.ctx.world_size} processes")
         return loader
+
+    def pool_size(self) -> int | None:
+        """How many clips of the curriculum order the current step draws from (None: the whole dataset)."""
+        for until, clips in self.settings.curriculum:
+            if self.progress["step"] < int(until):
+                return int(clips)
+        return None
 
     def step(self, batch: dict) -> tuple[dict[str, torch.Tensor], float, float]:
         settings, device = self.settings, self.ctx.device
@@ -353,8 +385,13 @@ class _Run:
         try:
             while progress["step"] < end:
                 for batch in self.loader():
+                    pool = self.pool_size()
                     terms, lr, grad_norm = self.step(batch)
                     step = progress["step"]
+                    phase_ends = self.pool_size() != pool
+                    if phase_ends:  # the next batches come from another pool: a new epoch, before any checkpoint
+                        progress["epoch"] += 1
+                        progress["batch_in_epoch"] = 0
                     if main and (step % settings.log_every == 0 or step == end):
                         self.log(terms, lr, grad_norm)
                     if main and validate is not None and validate_every > 0 and (
@@ -366,7 +403,7 @@ class _Run:
                     if step % settings.checkpoint_every == 0 or step == end:
                         save_state(self.state_dir, self.ctx, self.objective, self.optimizer,
                                    {**progress, "grad_scaler": self.scaler.state_dict()})
-                    if step >= end:
+                    if step >= end or phase_ends:
                         break
                 else:
                     progress["epoch"] += 1
@@ -375,6 +412,18 @@ class _Run:
             if main:
                 self.bar.close()
                 self.writer.close()
+
+
+def curriculum_order(dataset, settings: TrainSettings) -> list[int]:
+    """Clip indices in a seeded order, those whose name contains `curriculum_first` first."""
+    names = getattr(dataset, "clip_names", None)
+    if not callable(names):
+        raise ValueError("train.curriculum needs a dataset with clip_names()")
+    names = names()
+    shuffled = np.random.default_rng([settings.seed, len(names)]).permutation(len(names)).tolist()
+    first = [i for i in shuffled if settings.curriculum_first and settings.curriculum_first in names[i]]
+    chosen = set(first)
+    return first + [i for i in shuffled if i not in chosen]
 
 
 def train(objective: nn.Module, dataset, settings: TrainSettings, out_dir: str | Path, ctx: Context, *,

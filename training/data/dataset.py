@@ -104,6 +104,9 @@ class HumanML3D(Dataset):
         """Frames of each item before cropping (for length-bucketed batches)."""
         return [len(motion) for _, motion, _ in self.items]
 
+    def clip_names(self) -> list[str]:
+        return [name for name, _, _ in self.items]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
