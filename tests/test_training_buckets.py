@@ -111,6 +111,7 @@ def test_curriculum_draws_from_growing_pools_and_resumes_at_a_phase_boundary(tmp
     assert before + after == seen
 
 
-def test_curriculum_steps_must_rise():
+@pytest.mark.parametrize("phases", [[[8, 16], [4, 64]], [[500]], [[500, 0]], [["500", 16]]])
+def test_curriculum_must_be_integer_pairs_with_rising_steps(phases):
     with pytest.raises(ValueError, match="rising steps"):
-        TrainSettings.from_dict({"curriculum": [[8, 16], [4, 64]]})
+        TrainSettings.from_dict({"curriculum": phases})

@@ -69,9 +69,12 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
         settings = cls(**known)
-        ends = [int(until) for until, _ in settings.curriculum]
-        if ends != sorted(set(ends)) or any(int(n) < 1 for _, n in settings.curriculum):
-            raise ValueError(f"curriculum must be [[steps, clips], ...] with rising steps, got {settings.curriculum}")
+        phases = settings.curriculum
+        shaped = all(isinstance(p, (list, tuple)) and len(p) == 2 and all(type(v) is int for v in p) for p in phases)
+        ends = [p[0] for p in phases] if shaped else []
+        if not shaped or ends != sorted(set(ends)) or any(p[1] < 1 for p in phases):
+            raise ValueError(f"curriculum must be [[steps, clips], ...] of integers with rising steps and at least "
+                             f"one clip, got {phases}")
         return settings
 
 

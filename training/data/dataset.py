@@ -105,6 +105,7 @@ class HumanML3D(Dataset):
         return [len(motion) for _, motion, _ in self.items]
 
     def clip_names(self) -> list[str]:
+        """Each item's name (for the clip order of train.curriculum)."""
         return [name for name, _, _ in self.items]
 
     def set_epoch(self, epoch: int) -> None:
