@@ -104,3 +104,11 @@ def test_body_motion_ignores_travel_and_jitter_and_sees_limbs_move():
     waving = travelling.copy()
     waving[:, 20, 1] += 0.3 * np.sin(2 * np.pi * t)  # one wrist swings 30 cm up and down once a second
     assert metrics.body_motion(waving) == pytest.approx(0.3 / np.sqrt(2) / np.sqrt(21), rel=0.02)
+
+
+def test_evaluation_clips_are_spread_over_the_split_not_its_first_names():
+    from training.evaluation.evaluate import spread
+    assert spread(190, 48)[0] == 0 and spread(190, 48)[-1] == 189
+    picked = spread(190, 48)
+    assert len(set(picked)) == 48 and max(np.diff(picked)) <= 5  # 190 / 47 = 4.04 apart
+    assert spread(5, 48) == [0, 1, 2, 3, 4]

@@ -69,9 +69,17 @@ def load_evaluator(evaluator_dir: str | None, glove_dir: str | None) -> Evaluato
     return load_t2m_evaluator(evaluator_dir, glove_dir)
 
 
-def _batches(dataset: HumanML3D, count: int, size: int):
-    for start in range(0, count, size):
-        yield collate([dataset[i] for i in range(start, min(start + size, count))])
+def spread(total: int, count: int) -> list[int]:
+    """`count` clip indices evenly spread over a split of `total` (all of them when count >= total). Split files
+    are sorted by name, which groups clips by content, so the first `count` would evaluate a few actions only."""
+    if count >= total:
+        return list(range(total))
+    return np.linspace(0, total - 1, count).round().astype(int).tolist()
+
+
+def _batches(dataset: HumanML3D, indices: list[int], size: int):
+    for start in range(0, len(indices), size):
+        yield collate([dataset[i] for i in indices[start:start + size]])
 
 
 def _joints(feats: torch.Tensor, mean: np.ndarray, std: np.ndarray, lengths: torch.Tensor) -> list[np.ndarray]:
@@ -80,14 +88,14 @@ def _joints(feats: torch.Tensor, mean: np.ndarray, std: np.ndarray, lengths: tor
 
 
 @torch.inference_mode()
-def reconstruction(ckpt, dataset: HumanML3D, count: int, batch_size: int) -> dict[str, float]:
+def reconstruction(ckpt, dataset: HumanML3D, indices: list[int], batch_size: int) -> dict[str, float]:
     """VAE round trip with the posterior mean (deterministic). MPJPE as the official PosMetrics: averaged over
     all frames, with each skeleton moved to its pelvis (MPJPE) or not (unaligned, root drift included).
     The body-motion ratio (metrics.body_motion of the reconstruction over the original's) shows a decoder that
     averages motion away: 1 is right, 0 a held pose."""
     aligned, unaligned, feat_abs, feat_sq, frames = 0.0, 0.0, 0.0, 0.0, 0
     moved_rec, moved_ref = 0.0, 0.0
-    for batch in _batches(dataset, count, batch_size):
+    for batch in _batches(dataset, indices, batch_size):
         _, dist = ckpt.model.vae.encode(batch["motion"], batch["mask"])
         rec = ckpt.model.vae.decode(dist.loc, batch["mask"])
         mask = batch["mask"][..., None].float()
@@ -135,12 +143,12 @@ def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     return ((feats.float().cpu() * mask).sum(1) / mask.sum(1)).numpy()
 
 
-def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, count: int,
+def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, indices: list[int],
                    evaluator: Evaluator | None) -> dict[str, float]:
     generator = torch.Generator().manual_seed(settings.seed)
     clips, real_clips, proxies, seconds = [], [], [], 0.0
     gen_emb, real_emb, text_emb = [], [], []
-    for batch in _batches(dataset, count, settings.batch_size):
+    for batch in _batches(dataset, indices, settings.batch_size):
         joints, feats, took = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
         clips += joints
         real_clips += _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])
@@ -158,7 +166,7 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, co
               "real skating ratio": metrics.mean_skating_ratio(real_clips),
               "body-motion ratio": float(np.mean([metrics.body_motion(c) for c in clips])
                                          / np.mean([metrics.body_motion(c) for c in real_clips])),
-              "AITS (s)": seconds / count}
+              "AITS (s)": seconds / len(indices)}
     if evaluator is None:
         activations = np.concatenate(proxies)
         times = min(settings.diversity_times, len(activations) - 1)
@@ -173,16 +181,16 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, co
         result.update(metrics.r_precision_and_matching(texts, generated))
         result.update({f"real {k}": v for k, v in metrics.r_precision_and_matching(texts, real).items()})
     if settings.mm_repeats > 1:
-        result["MultiModality"] = multimodality(ckpt, encoder, dataset, min(100, count), settings, evaluator, rng)
+        result["MultiModality"] = multimodality(ckpt, encoder, dataset, indices[:100], settings, evaluator, rng)
     return result
 
 
-def multimodality(ckpt, encoder, dataset: HumanML3D, count: int, settings: EvalSettings, evaluator: Evaluator,
-                  rng: np.random.Generator) -> float:
+def multimodality(ckpt, encoder, dataset: HumanML3D, indices: list[int], settings: EvalSettings,
+                  evaluator: Evaluator, rng: np.random.Generator) -> float:
     """Official protocol: 100 captions, `mm_repeats` generations each (30), 10 random pairs per caption."""
     generator = torch.Generator().manual_seed(settings.seed + 1)
     per_text = []
-    for index in range(count):
+    for index in indices:
         batch = collate([dataset[index]] * settings.mm_repeats)
         _, feats, _ = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
         per_text.append(evaluator.motion_embeddings(denormalize(feats, ckpt.mean, ckpt.std), batch["length"]))
@@ -199,10 +207,10 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
         spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
         dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
                             raw_mean=ckpt.raw_mean, raw_std=ckpt.raw_std, seed=settings.seed)
-        count = min(settings.max_clips, len(dataset))
+        indices = spread(len(dataset), settings.max_clips)
         generator = torch.Generator().manual_seed(settings.seed)
         per_clip, clips, seconds, uncontrolled = [], [], 0.0, []
-        for batch in _batches(dataset, count, settings.batch_size):
+        for batch in _batches(dataset, indices, settings.batch_size):
             same_noise = torch.Generator().set_state(generator.get_state())
             joints, _, took = generate(ckpt, encoder, batch, settings.steps, generator, control=True,
                                        tuning=tuning)
@@ -221,7 +229,7 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
         baseline = metrics.mean_control_errors(uncontrolled)["kps_mean_err(m)"] if uncontrolled else "-"
         rows.append({"joint": joint, "density": label, "tuning": tuning, **metrics.mean_control_errors(per_clip),
                      "mean err without control (m)": baseline,
-                     "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / count})
+                     "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / len(indices)})
     return rows
 
 
@@ -249,13 +257,15 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
     encoder = load_text_encoder(text_encoder or ckpt.text_encoder_id)
     check_text_encoder(encoder, ckpt.text_encoder_id, ckpt.text_dim, str(checkpoint))
     dataset = HumanML3D(data, settings.split, mean=ckpt.mean, std=ckpt.std, seed=settings.seed)
-    count = min(settings.max_clips, len(dataset))
+    indices = spread(len(dataset), settings.max_clips)
     lines = [Path(card).read_text(encoding="utf-8").rstrip(), ""] if card else []
     lines += [f"# MotionLCM evaluation: `{ckpt.checkpoint_id}`", "",
-             f"Data `{data}`, split `{settings.split}`, {count} clips, seed {settings.seed}, "
+             f"Data `{data}`, split `{settings.split}`: VAE reconstruction on all {len(dataset)} clips, the other "
+             f"sections on {len(indices)} spread evenly over the split; seed {settings.seed}, "
              f"LCM steps {settings.steps}, batch {settings.batch_size}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads" + (", CUDA" if torch.cuda.is_available() else ""), "",
-             "## VAE reconstruction", "", _table([reconstruction(ckpt, dataset, count, settings.batch_size)]), ""]
+             "## VAE reconstruction", "",
+             _table([reconstruction(ckpt, dataset, list(range(len(dataset))), settings.batch_size)]), ""]
     evaluator = None
     try:
         evaluator = load_evaluator(evaluator_dir, glove_dir)
@@ -263,7 +273,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
     except EvaluatorUnavailable as why:
         lines += ["FID, R-precision, matching score and multimodality: **not computed**: " + str(why), ""]
     if ckpt.model.denoiser.time_cond_proj_dim is not None:
-        t2m = text_to_motion(ckpt, encoder, dataset, settings, count, evaluator)
+        t2m = text_to_motion(ckpt, encoder, dataset, settings, indices, evaluator)
         lines += ["## Text to motion (LCM)", "", _table([t2m]), ""]
     if ckpt.model.has_controlnet:
         lines += ["## Control (ControlNet)", "",
@@ -325,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="HumanML3D-format root")
     parser.add_argument("--out", default="evaluation.md", help="markdown report to write")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--max-clips", type=int, default=64)
+    parser.add_argument("--max-clips", type=int, default=64,
+                        help="clips for the generation sections, spread evenly over the split (VAE: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=1, choices=(1, 2, 4))
     parser.add_argument("--joints", default=",".join(CONTROL_JOINTS), help="comma-separated control joints")
