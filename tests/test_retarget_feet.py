@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from backend.bvh import read_bvh
+from backend.errors import InvalidRequest
+from backend.features import CONTACT_SLICE
 from backend.motion import Motion
 from backend.retarget import default_skeleton, fitted_skeleton, retarget
 from backend.retarget.bandai import bandai_to_smpl
-from backend.retarget.feet import FOOT_JOINTS, foot_contacts, skating_ratio, two_bone_ik
+from backend.retarget.feet import (FOOT_JOINTS, foot_contacts, predicted_contacts, skating_ratio, trim_contacts,
+                                   two_bone_ik)
+from backend.skeleton import FEATURE_DIM
 from retarget_data import extract_bandai
 
 
@@ -118,6 +122,47 @@ def test_foot_lock_removes_added_sliding_walking(walk):
     before, after, locked, moved = _lock_sliding(joints, skeleton)
     assert before > base + 0.1 and after <= base and after <= 0.45 * before, (base, before, after)
     assert _check_untouched(locked, moved) > 5  # swing frames beyond the blend windows exist and were checked
+
+
+def test_foot_lock_uses_the_motions_own_contact_channels(standing):
+    """Feet that slide faster than detection's 0.89 m/s are not found by it; the features' contact channels (what a
+    generated motion carries) still pin them."""
+    joints, skeleton = standing
+    t = np.arange(len(joints)) / 20.0
+    phase = (t * 1.2 / 0.12) % 2.0  # the whole body sways sideways at 1.2 m/s, back and forth over 12 cm
+    slid = joints.copy()
+    slid[..., 0] += (0.12 * np.minimum(phase, 2.0 - phase))[:, None]
+    features = np.zeros((len(slid), FEATURE_DIM), np.float32)
+    features[:, CONTACT_SLICE] = 1.0  # both feet planted throughout
+    assert foot_contacts(slid, 20.0).mean() < 0.2  # detection sees (almost) no contact
+    before = skating_ratio(slid)
+    detected = skating_ratio(retarget(Motion(slid, fps=20.0), skeleton, foot_lock=True).fk())
+    locked = retarget(Motion(slid, fps=20.0, features=features), skeleton, foot_lock=True)
+    assert locked.contacts.all()
+    after = skating_ratio(locked.fk())
+    assert before > 0.5 and detected > 0.5 and after <= 0.1 * before, (before, detected, after)
+
+
+def test_trimmed_contacts_never_ask_a_foot_to_move_more_than_the_limit():
+    joints = np.zeros((30, 22, 3))
+    joints[:, FOOT_JOINTS[0], 0] = np.r_[np.zeros(10), np.linspace(0.0, 2.0, 20)]  # still, then travels 2 m
+    joints[:, FOOT_JOINTS[1], 2] = 0.01 * np.arange(30)  # drifts 29 cm in all
+    trimmed = trim_contacts(joints, np.ones((30, 2), bool), max_shift=0.1)
+    for side, foot in enumerate(FOOT_JOINTS):
+        xz = joints[trimmed[:, side], foot][:, [0, 2]]
+        assert len(xz) and np.linalg.norm(xz - xz.mean(0), axis=-1).max() <= 0.1
+    assert trimmed[:10, 0].all() and not trimmed[15:, 0].any()  # the still part is kept, the travel dropped
+    kept = np.flatnonzero(trimmed[:, 1])  # of the drifting foot, one run of about 20 cm of drift (21 frames) is left
+    assert kept.size >= 20 and kept[-1] - kept[0] + 1 == kept.size
+    np.testing.assert_array_equal(trim_contacts(joints, np.zeros((30, 2), bool)), np.zeros((30, 2), bool))
+
+
+def test_predicted_contacts_read_the_foot_channels():
+    features = np.zeros((4, FEATURE_DIM), np.float32)
+    features[:, CONTACT_SLICE] = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0.4, 0, 0.6]]  # ankles do not count
+    np.testing.assert_array_equal(predicted_contacts(features), [[0, 0], [1, 0], [0, 0], [0, 1]])
+    with pytest.raises(InvalidRequest, match="features"):
+        predicted_contacts(features[:, :100])
 
 
 def test_contacts_detected_on_walk(walk):

@@ -85,9 +85,10 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
 
     `scale_root` scales root motion by the ratio of the target's leg length to the clip's; `refine` runs the
     Gauss-Newton refinement (torch, on `device`; ~30 ms for 196 frames on one CPU core); `ground` puts the clip's
-    lowest ankle/foot joint on y = 0; `foot_lock` holds feet still during detected contacts; `in_place` zeroes the
-    root's X and Z; `target_fps` resamples (duration = frames / fps preserved). Raises InvalidRequest for empty,
-    non-finite or misshapen joints.
+    lowest ankle/foot joint on y = 0; `foot_lock` holds feet still during their contacts (the contact channels of
+    `motion.features` when it has them, else contacts detected from the joints); `in_place` zeroes the root's X and
+    Z; `target_fps` resamples (duration = frames / fps preserved). Raises InvalidRequest for empty, non-finite or
+    misshapen joints.
     """
     joints = ik.check_joints(motion.joints)
     fps = float(motion.fps)
@@ -101,7 +102,10 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
     if foot_lock:
         positions = forward_kinematics(root, quats, skeleton.offsets)[0]
         positions[..., 1] -= feet.floor_height(positions)  # contact heights are measured from the floor
-        contacts = feet.foot_contacts(positions, fps)
+        # The motion's own contact channels when it has them (generated or prepared clips), else detection.
+        has_channels = motion.features is not None and len(motion.features) == len(joints)
+        contacts = feet.predicted_contacts(motion.features) if has_channels else feet.foot_contacts(positions, fps)
+        contacts = feet.trim_contacts(positions, contacts)
         if contacts.any():
             root, quats = ik.solve(feet.lock_feet(positions, contacts, fps), skeleton, fps)
     if in_place:

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from ..errors import InvalidRequest
-from ..skeleton import LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
+from ..features import CONTACT_SLICE
+from ..skeleton import FEATURE_DIM, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
 
 FOOT_JOINTS = (LEFT_FOOT_JOINTS[1], RIGHT_FOOT_JOINTS[1])  # SMPL left_foot, right_foot (balls of the feet)
 FEET_AND_ANKLES = (*LEFT_FOOT_JOINTS, *RIGHT_FOOT_JOINTS)
@@ -17,6 +18,7 @@ LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))  # hip, knee, ankle, foot per side (left, 
 # HumanML3D's foot_detect: squared displacement below 0.002 m^2 per frame at 20 fps, i.e. about 0.89 m/s.
 CONTACT_SPEED = float(np.sqrt(0.002) * 20.0)
 CONTACT_HEIGHT = 0.05  # metres above the floor, as in the skating metric
+MAX_LOCK_SHIFT = 0.2  # metres a locked foot may be moved: about what a walking leg's bend leaves in reach
 
 
 def skating_ratio(joints: np.ndarray, fps: float = 20.0, height: float = 0.05, speed: float = 0.5,
@@ -53,6 +55,38 @@ def foot_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT
     # out of it) and the take-off frame (slow into it): the low steps at a run's edges the skating metric counts.
     vel = np.minimum(np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]]))
     return (feet[..., 1] < height) & (vel < speed)
+
+
+def predicted_contacts(features: np.ndarray) -> np.ndarray:
+    """(T, 2) left/right foot contacts from a motion's own (T, 263) HumanML3D features: the foot joints' contact
+    channels above 0.5. A generated motion's channels are the model's prediction, made with the motion; they mark
+    the stance phases even where the decoded feet glide too fast for `foot_contacts` to see them (the first
+    default model's walks: 8 % of frames by speed, about half by their channels)."""
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
+        raise InvalidRequest(f"contacts need (T, {FEATURE_DIM}) features, got shape {features.shape}")
+    return features[:, CONTACT_SLICE][:, [1, 3]] > 0.5  # columns: left ankle, left foot, right ankle, right foot
+
+
+def trim_contacts(joints: np.ndarray, contacts: np.ndarray, max_shift: float = MAX_LOCK_SHIFT) -> np.ndarray:
+    """`contacts` (T, 2) with each run shortened from its ends until its foot joint stays within `max_shift` metres
+    (horizontally) of the run's mean position: the most `lock_feet` will then move it. A run whose foot travels far
+    (contact channels that disagree with the positions, such as a latent tuned until the pelvis follows a path while
+    the channels still say standing) keeps only its stillest middle instead of dragging the leg out of reach."""
+    out = np.asarray(contacts, dtype=bool).copy()
+    for side, foot in enumerate(FOOT_JOINTS):
+        xz = np.asarray(joints, dtype=np.float64)[:, foot][:, [0, 2]]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], out[:, side].astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2]):
+            while stop > start:
+                spread = np.linalg.norm(xz[start:stop] - xz[start:stop].mean(0), axis=-1)
+                if spread.max() <= max_shift:
+                    break
+                if spread[0] >= spread[-1]:
+                    out[start, side], start = False, start + 1
+                else:
+                    out[stop - 1, side], stop = False, stop - 1
+    return out
 
 
 def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
