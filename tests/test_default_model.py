@@ -98,9 +98,6 @@ def test_prompts_from_the_training_vocabulary_are_distinguishable(vocabulary):
     assert left[LEFT_WRIST] > walk[LEFT_WRIST] + 0.3 and right[RIGHT_WRIST] > walk[RIGHT_WRIST] + 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped model raises both hands for 'waves with the right hand' (left "
-                   "wrist 0.66 m above the pelvis, 0.71 m under the left-hand prompt); "
-                   "not yet diagnosed (the text encoder or the short LCM distillation are suspects)")
 def test_a_wave_prompt_raises_the_hand_it_names_over_the_other(vocabulary):
     left, right = vocabulary["left"], vocabulary["right"]
     assert left[LEFT_WRIST] > right[LEFT_WRIST] + 0.1 and right[RIGHT_WRIST] > left[RIGHT_WRIST] + 0.1
