@@ -62,8 +62,8 @@ def test_pelvis_follows_the_demo_circle(pipe):
 
 
 def test_foot_lock_plants_the_feet_of_a_generated_walk(pipe):
-    """The add-on's and BVH writer's Foot Lock on what this model makes: a generated walk's feet glide too fast for
-    contact detection, so the lock reads the contacts the model predicts with the motion."""
+    """The add-on's and BVH writer's Foot Lock on what this model makes: during the contacts the model predicts with
+    the motion (its contact features), locked stance feet move at most half as fast as free ones."""
     result = pipe.generate(["a person walks forward"], [120], seed=0, variations=2)
 
     def stance_speed(positions: np.ndarray, contacts: np.ndarray) -> float:

@@ -60,8 +60,9 @@ def foot_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT
 def predicted_contacts(features: np.ndarray) -> np.ndarray:
     """(T, 2) left/right foot contacts from a motion's own (T, 263) HumanML3D features: the foot joints' contact
     channels above 0.5. A generated motion's channels are the model's prediction, made with the motion; they mark
-    the stance phases even where the decoded feet glide too fast for `foot_contacts` to see them (the first
-    default model's walks: 8 % of frames by speed, about half by their channels)."""
+    the stance phases even where the decoded feet glide too fast for `foot_contacts` to see them (the previous
+    default model's walks: 8 % of frames by speed, about half by their channels; the current one's: 60 % by
+    either)."""
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
         raise InvalidRequest(f"contacts need (T, {FEATURE_DIM}) features, got shape {features.shape}")
@@ -74,8 +75,9 @@ def trim_contacts(joints: np.ndarray, contacts: np.ndarray, max_shift: float = M
     (contact channels that disagree with the positions, such as a latent tuned until the pelvis follows a path while
     the channels still say standing) keeps only its stillest middle instead of dragging the leg out of reach."""
     out = np.asarray(contacts, dtype=bool).copy()
-    for side, foot in enumerate(FOOT_JOINTS):
-        xz = np.asarray(joints, dtype=np.float64)[:, foot][:, [0, 2]]
+    feet_xz = np.asarray(joints, dtype=np.float64)[:, FOOT_JOINTS][..., [0, 2]]  # (T, 2 feet, 2)
+    for side in range(len(FOOT_JOINTS)):
+        xz = feet_xz[:, side]
         edges = np.flatnonzero(np.diff(np.concatenate([[0], out[:, side].astype(np.int8), [0]])))
         for start, stop in zip(edges[::2], edges[1::2]):
             while stop > start:
