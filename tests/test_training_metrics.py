@@ -74,6 +74,13 @@ def test_a_foot_sliding_on_the_ground_skates_and_a_foot_in_the_air_does_not():
     still = ground.copy()
     still[:, 10, 2] = 0.0  # the same foot planted: no skating
     assert metrics.mean_skating_ratio([still]) == 0.0
+    # Grounded, a clip is first moved so that its lowest ankle or foot is at y = 0: the sliding foot 10 cm
+    # up (above the 5 cm threshold) skates once grounded; 10 cm below the floor it is found either way.
+    for shift, raw in ((0.1, 0.0), (-0.1, 1.0)):
+        moved = ground + np.array([0.0, shift, 0.0])
+        assert metrics.mean_skating_ratio([moved]) == raw
+        assert metrics.mean_skating_ratio([moved], grounded=True) == 1.0
+    assert metrics.mean_skating_ratio([still + np.array([0.0, 0.1, 0.0])], grounded=True) == 0.0
 
 
 def test_mpjpe_diversity_fid_and_r_precision_on_known_inputs():

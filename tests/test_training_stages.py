@@ -127,11 +127,15 @@ def test_report_with_tuning_card_speed_vocabulary_and_previews(run, tmp_path, tm
     card = tmp_path / "card.md"
     card.write_text("# A test model\n\nWhat it can and cannot do.\n")
     settings = EvalSettings(split="train", max_clips=4, batch_size=4, joints=("pelvis",), densities=(100,),
-                            tuning=5)
+                            tuning=5, tuning_penalties=(100.0, 0.0))
     report = evaluate(run / "controlnet" / "checkpoint", synthetic_root(tmp_path_factory), settings, card=card,
                       previews=tmp_path / "docs" / "previews.png", report_dir=tmp_path)
     assert report.startswith("# A test model")
     assert "| pelvis | 100 % | 0 |" in report and "| pelvis | 100 % | 5 |" in report  # without and with tuning
+    rows = {cells[2]: cells for cells in (line.strip("| ").split(" | ") for line in report.splitlines()
+                                          if line.startswith("| pelvis | 100 % |"))}
+    assert set(rows) == {"0", "5", "5, correlation penalty 0"}  # the official penalty (100) and penalty 0
+    assert rows["5"][7] != rows["5, correlation penalty 0"][7]  # kps_mean_err(m): the penalty was applied
     for heading in ("## Speed (AITS, batch 1", "## Prompt vocabulary", "## Preview frames"):
         assert heading in report
     assert "| 1 | pelvis, dense | 5 |" in report  # the tuned AITS row

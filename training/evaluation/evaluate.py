@@ -48,6 +48,7 @@ class EvalSettings:
     tuning: int = 0  # latent tuning iterations for the extra "ControlNet + tuning" rows; 0 = none
     tuning_joints: tuple[str, ...] = ("pelvis",)
     tuning_densities: tuple[int, ...] = (100,)
+    tuning_penalties: tuple[float, ...] = (TuningSettings.correlation_penalty,)  # one tuning row each
 
 
 class Evaluator(Protocol):
@@ -117,7 +118,8 @@ def reconstruction(ckpt, dataset: HumanML3D, indices: list[int], batch_size: int
 
 @torch.inference_mode()
 def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
-             control: bool, tuning: int = 0) -> tuple[list[np.ndarray], torch.Tensor, float]:
+             control: bool, tuning: int = 0,
+             penalty: float = TuningSettings.correlation_penalty) -> tuple[list[np.ndarray], torch.Tensor, float]:
     """Joints of generated clips, their normalised features, and seconds spent (text to features)."""
     start = time.perf_counter()
     text_emb = encoder.encode(batch["text"])
@@ -129,7 +131,8 @@ def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
                            raw_mean=torch.from_numpy(ckpt.raw_mean), raw_std=torch.from_numpy(ckpt.raw_std),
                            lengths=batch["length"].tolist(), mean=torch.from_numpy(ckpt.mean),
                            std=torch.from_numpy(ckpt.std), steps=steps, guidance=ckpt.cfg_step_map[steps],
-                           noise=noise, settings=TuningSettings(iterations=tuning))
+                           noise=noise,
+                           settings=TuningSettings(iterations=tuning, correlation_penalty=penalty))
     z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, noise=noise)
     feats = decode_latents(ckpt.model, z0, batch["length"])
     seconds = time.perf_counter() - start
@@ -163,6 +166,7 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, in
     # The real clips' skating ratio and body motion are the reference: a sample that glides in a held pose
     # shows as skating with a low body-motion ratio.
     result = {"skating ratio": metrics.mean_skating_ratio(clips),
+              "skating ratio, grounded": metrics.mean_skating_ratio(clips, grounded=True),
               "real skating ratio": metrics.mean_skating_ratio(real_clips),
               "body-motion ratio": float(np.mean([metrics.body_motion(c) for c in clips])
                                          / np.mean([metrics.body_motion(c) for c in real_clips])),
@@ -199,11 +203,12 @@ def multimodality(ckpt, encoder, dataset: HumanML3D, indices: list[int], setting
 
 def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
     rows = []
-    cases = [(joint, density, 0) for joint in settings.joints for density in settings.densities]
+    default_penalty = TuningSettings.correlation_penalty
+    cases = [(joint, density, 0, default_penalty) for joint in settings.joints for density in settings.densities]
     if settings.tuning:
-        cases += [(joint, density, settings.tuning) for joint in settings.tuning_joints
-                  for density in settings.tuning_densities]
-    for joint, density, tuning in cases:
+        cases += [(joint, density, settings.tuning, penalty) for joint in settings.tuning_joints
+                  for density in settings.tuning_densities for penalty in settings.tuning_penalties]
+    for joint, density, tuning, penalty in cases:
         spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
         dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
                             raw_mean=ckpt.raw_mean, raw_std=ckpt.raw_std, seed=settings.seed)
@@ -213,7 +218,7 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
         for batch in _batches(dataset, indices, settings.batch_size):
             same_noise = torch.Generator().set_state(generator.get_state())
             joints, _, took = generate(ckpt, encoder, batch, settings.steps, generator, control=True,
-                                       tuning=tuning)
+                                       tuning=tuning, penalty=penalty)
             seconds += took
             target = (batch["hint"].numpy() * ckpt.raw_std + ckpt.raw_mean)
             free = generate(ckpt, encoder, batch, settings.steps, same_noise, control=False)[0] if not tuning else []
@@ -227,7 +232,8 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
         label = f"{density} frame{'s' if density > 1 else ''}" if density in (1, 2, 5) else f"{density} %"
         # The same samples without the hint: a ControlNet that does not steer scores the same as this.
         baseline = metrics.mean_control_errors(uncontrolled)["kps_mean_err(m)"] if uncontrolled else "-"
-        rows.append({"joint": joint, "density": label, "tuning": tuning, **metrics.mean_control_errors(per_clip),
+        tuned = tuning if penalty == default_penalty else f"{tuning}, correlation penalty {penalty:g}"
+        rows.append({"joint": joint, "density": label, "tuning": tuned, **metrics.mean_control_errors(per_clip),
                      "mean err without control (m)": baseline,
                      "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / len(indices)})
     return rows
@@ -351,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also evaluate ControlNet + N iterations of latent tuning (rows below)")
     parser.add_argument("--tuning-joints", default="pelvis", help="comma-separated joints for the tuning rows")
     parser.add_argument("--tuning-densities", default="100", help="densities for the tuning rows")
+    parser.add_argument("--tuning-penalties", default=f"{TuningSettings.correlation_penalty:g}",
+                        help="correlation penalties for the tuning rows (comma-separated; one row each)")
     parser.add_argument("--card", help="markdown put at the top of the report (model card, limits)")
     parser.add_argument("--previews", help="PNG of preview frames to write and link; adds the speed and "
                                            "vocabulary sections (generation pipeline)")
@@ -360,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                             densities=tuple(int(d) for d in args.densities.split(",") if d), seed=args.seed,
                             mm_repeats=args.mm_repeats, tuning=args.tuning,
                             tuning_joints=tuple(j for j in args.tuning_joints.split(",") if j),
-                            tuning_densities=tuple(int(d) for d in args.tuning_densities.split(",") if d))
+                            tuning_densities=tuple(int(d) for d in args.tuning_densities.split(",") if d),
+                            tuning_penalties=tuple(float(p) for p in args.tuning_penalties.split(",") if p))
     unknown = [j for j in settings.joints + settings.tuning_joints if j not in CONTROL_JOINTS]
     if unknown:
         parser.error(f"unknown control joints {unknown}; choose from {', '.join(CONTROL_JOINTS)}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from backend.retarget.feet import skating_ratio
+from backend.retarget.feet import floor_height, skating_ratio
 
 CONTROL_KEYS = ("traj_fail_20cm", "traj_fail_50cm", "kps_fail_20cm", "kps_fail_50cm", "kps_mean_err(m)")
 R_PRECISION_GROUP = 32
@@ -41,8 +41,14 @@ def mean_control_errors(per_clip: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([clip[key] for clip in per_clip])) for key in CONTROL_KEYS}
 
 
-def mean_skating_ratio(clips: list[np.ndarray]) -> float:
-    """Average over clips of the OmniControl foot-skating ratio (backend.retarget.feet.skating_ratio)."""
+def mean_skating_ratio(clips: list[np.ndarray], grounded: bool = False) -> float:
+    """Average over clips of the OmniControl foot-skating ratio (backend.retarget.feet.skating_ratio).
+
+    The official ratio reads raw heights. grounded=True first moves each clip so that its lowest ankle or foot
+    is at y = 0, as HumanML3D's processing does for real clips and `retarget` for every BVH and .blend: a
+    decoded clip's floor is rarely at 0, and the grounded ratio is the one the delivered motion has."""
+    if grounded:
+        clips = [clip - np.array([0.0, floor_height(clip), 0.0]) for clip in clips]
     return float(np.mean([skating_ratio(clip) for clip in clips]))
 
 
