@@ -13,6 +13,11 @@ steps) while the zero-initialised condition path has not yet opened. `control.tr
 teaches the encoder to predict the clip's VAE posterior mean from the hint (R^2 0.6 on held-out clips after 200
 steps) and then freezes it; `control.zero_cond_embedding: false` gives the condition embedding's last layer an
 ordinary initialisation (the output projections stay zero, so step 0 still generates exactly as the LCM).
+
+`control.caption_swap` (ours; 0 in the official recipe): the share of samples trained with another clip's
+caption from the same batch. In the data a caption always agrees with its path, so a ControlNet never learns
+what to do when they disagree, and the text wins: a held-out "bow" walks off while its hint stands still. A user
+who draws a path for "a person jumps" wants the path followed; swapped captions teach the path to win.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class ControlNetObjective(Objective):
             self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
         self.w_min, self.w_max = float(control["w_min"]), float(control["w_max"])
         self.cond_ratio = float(control["cond_ratio"])
+        self.caption_swap = float(control.get("caption_swap", 0.0))
         self.schedule = LCMScheduler()
         step = self.schedule.num_train_timesteps // int(control["num_ddim_timesteps"])
         self.timesteps = torch.arange(step - 1, self.schedule.num_train_timesteps, step)
@@ -65,7 +71,12 @@ class ControlNetObjective(Objective):
         with torch.no_grad():
             z, _ = self.vae.encode(batch["motion"], mask)
         bsz, device = z.shape[0], z.device
-        emb = self.text(batch["text"])
+        texts = list(batch["text"])
+        if self.caption_swap > 0:
+            swap = torch.rand(bsz) < self.caption_swap
+            order = torch.randperm(bsz)
+            texts = [batch["text"][int(order[i])] if swap[i] else text for i, text in enumerate(texts)]
+        emb = self.text(texts)
         t = self.timesteps.to(device)[torch.randint(0, len(self.timesteps), (bsz,), device=device)]
         noisy = self.schedule.add_noise(z, torch.randn_like(z), t)
         w = self.w_min + (self.w_max - self.w_min) * torch.rand(bsz)
