@@ -61,6 +61,30 @@ def test_pelvis_follows_the_demo_circle(pipe):
     assert abs(lap.mean() - CIRCLE_DIAMETER / 2) <= 0.15 * CIRCLE_DIAMETER / 2 and lap.std() <= 0.1
 
 
+def _quarter_turn(frames: int, speed: float, left: bool, height: float) -> np.ndarray:
+    """(frames, 3) pelvis path from the origin heading +Z, turning 90 degrees at constant speed (+X is left)."""
+    distance = np.linspace(0.0, speed * (frames - 1) / FPS, frames)
+    radius = distance[-1] / (np.pi / 2)
+    angle = distance / radius
+    side = 1.0 if left else -1.0
+    return np.stack([side * radius * (1.0 - np.cos(angle)), np.full(frames, height), radius * np.sin(angle)], 1)
+
+
+@pytest.mark.parametrize("prompt", ["a person walks forward", "a person bows"])
+def test_the_controlnet_alone_steers_the_pelvis_through_turns(pipe, prompt):
+    """Without tuning, a dense pelvis path that turns as the training walks do (a quarter turn in 6 s at walking
+    speed) pulls the pelvis onto it, also when the prompt says otherwise (the ControlNet saw swapped captions)."""
+    height = float(pipe.checkpoint.raw_mean[0, 1])
+    for left in (True, False):
+        path = _quarter_turn(120, 1.1, left, height).astype(np.float32)
+        controlled = pipe.generate([prompt], [120], controls=[[JointControl.dense("pelvis", path)]], seed=0,
+                                   variations=2)
+        free = pipe.generate([prompt], [120], seed=0, variations=2)
+        error = lambda result: float(np.linalg.norm(result.joints[:, :120, 0] - path, axis=-1).mean())
+        assert error(controlled) <= 0.75 and error(controlled) <= 0.45 * error(free), \
+            f"{'left' if left else 'right'} turn: {error(controlled):.2f} m with the path, {error(free):.2f} without"
+
+
 def test_foot_lock_plants_the_feet_of_a_generated_walk(pipe):
     """The add-on's and BVH writer's Foot Lock on what this model makes: during the contacts the model predicts with
     the motion (its contact features), locked stance feet move at most half as fast as free ones."""
