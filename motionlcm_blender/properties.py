@@ -76,9 +76,12 @@ class MotionLCMSettings(PropertyGroup):
     start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")
     in_place: BoolProperty(name="In Place", default=False, description="Remove travel in the ground plane")
     foot_lock: BoolProperty(name="Foot Lock", default=False, description="Pin the feet while they touch the ground")
-    fit_controls: BoolProperty(name="Fit Paths Precisely", default=False,
+    # On by default: the ControlNet alone follows paths only loosely with small models such as the shipped one
+    # (0.4 m mean, 1 m worst on a walking quarter turn; 100 iterations: 8 cm, about 3 s on 2 CPU cores).
+    fit_controls: BoolProperty(name="Fit Paths Precisely", default=True,
                                description="Tune the sample until the controlled joints meet their paths "
-                                           "(several seconds on a CPU instead of a fraction of one)")
+                                           "(seconds on a CPU; off: the ControlNet alone, a fraction of a second, "
+                                           "paths followed loosely)")
     fit_iterations: IntProperty(name="Iterations", default=100, min=1, max=generation_request.MAX_TUNING,
                                 soft_max=400, description="Tuning iterations: more fit closer and take longer")
     controls: CollectionProperty(type=MotionLCMControl)

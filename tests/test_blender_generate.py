@@ -69,6 +69,15 @@ def test_path_density_sets_the_fraction_of_pinned_frames(scene):
     assert "strength" not in sent and "strength" not in control.bl_rna.properties
 
 
+def test_paths_are_fitted_by_default_and_unticking_sends_the_controlnet_alone(scene):
+    bpy.ops.curve.primitive_bezier_curve_add()
+    control = scene.motionlcm.controls.add()
+    control.joint, control.source, control.mode = "pelvis", bpy.context.active_object, "PATH"
+    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 100
+    scene.motionlcm.fit_controls = False
+    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 0
+
+
 def _plan(scene, **settings):
     for key, value in settings.items():
         setattr(scene.motionlcm, key, value)
