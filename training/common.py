@@ -15,6 +15,7 @@ import yaml
 
 from backend.models import ModelConfig, MotionLCM
 
+from .data.augment import Augment
 from .data.dataset import ControlSpec, HumanML3D
 from .engine import TrainSettings
 
@@ -100,6 +101,14 @@ def model_config(cfg: dict, text_dim: int, *, time_cond_proj_dim: int | None, co
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
+
+def augmentation(cfg: dict) -> Augment:
+    values = dict(cfg.get("augment") or {})
+    unknown = set(values) - {field.name for field in dataclasses.fields(Augment)}
+    if unknown:
+        raise ValueError(f"augment: unknown key(s) {', '.join(sorted(unknown))}; known: mirror, reverse")
+    return Augment(**{key: float(value) for key, value in values.items()})
+
 
 def control_spec(cfg: dict) -> ControlSpec:
     joints = cfg["control"]["joints"]

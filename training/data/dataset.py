@@ -1,6 +1,6 @@
 """HumanML3D-format training data: length filter, caption time windows, crops, control hints.
 
-Randomness per item (caption choice, crop, hint joints and frames) comes from a generator seeded
+Randomness per item (caption choice, crop, augmentation, hint joints and frames) comes from a generator seeded
 with (seed, epoch, index), so a batch is the same whichever worker loads it and after a resume.
 """
 
@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from backend.features import features_to_joints
 from backend.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES, NUM_JOINTS
 
+from .augment import Augment, augment
 from .text_format import read_caption_file
 
 UNIT_LEN = 4  # crops are multiples of 4 frames, as HumanML3D's evaluators assume
@@ -64,8 +65,10 @@ class HumanML3D(Dataset):
     def __init__(self, root: str | Path, split: str = "train", *, mean: np.ndarray | None = None,
                  std: np.ndarray | None = None, control: ControlSpec | None = None,
                  raw_mean: np.ndarray | None = None, raw_std: np.ndarray | None = None,
-                 min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES, seed: int = 0) -> None:
+                 min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES, seed: int = 0,
+                 augmentation: Augment | None = None) -> None:
         self.root = root = Path(root)
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
         self.mean = np.load(root / "Mean.npy") if mean is None else mean
         self.std = np.load(root / "Std.npy") if std is None else std
         self.control, self.seed, self.epoch = control, seed, 0
@@ -119,6 +122,8 @@ class HumanML3D(Dataset):
         length = max(units, MIN_FRAMES // UNIT_LEN) * UNIT_LEN
         start = int(rng.integers(0, len(motion) - length + 1))
         crop = motion[start:start + length]
+        if self.augmentation is not None:
+            crop, (caption, tokens) = augment(crop, (caption, tokens), self.augmentation, rng)
         item = {"name": name, "text": caption, "tokens": tokens, "length": length,
                 "motion": torch.from_numpy(((crop - self.mean) / self.std).astype(np.float32))}
         if self.control is not None:

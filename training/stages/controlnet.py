@@ -18,6 +18,8 @@ ordinary initialisation (the output projections stay zero, so step 0 still gener
 caption from the same batch. In the data a caption always agrees with its path, so a ControlNet never learns
 what to do when they disagree, and the text wins: a held-out "bow" walks off while its hint stands still. A user
 who draws a path for "a person jumps" wants the path followed; swapped captions teach the path to win.
+
+`augment` (ours; 0 in every preset): mirrored and time-reversed samples (training/data/augment.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from backend.features import denormalize, features_to_joints
 from backend.models import MotionLCM
 from backend.schedulers import LCMScheduler, guidance_scale_embedding
 
-from ..common import (Objective, TextEmbedder, control_spec, export, load_stage_config, load_stage_output,
+from ..common import (Objective, TextEmbedder, augmentation, control_spec, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)
 from ..data.dataset import HumanML3D, collate
 from ..engine import TrainResult, barrier, setup, train
@@ -118,7 +120,7 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     cfg = load_stage_config("controlnet", preset, overrides, config)
     seed = int(cfg["train"]["seed"])
     ctx = setup(seed)
-    dataset = HumanML3D(data, "train", seed=seed, control=control_spec(cfg))
+    dataset = HumanML3D(data, "train", seed=seed, control=control_spec(cfg), augmentation=augmentation(cfg))
     settings = train_settings(cfg, len(dataset), ctx.world_size)
     text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
     text.warm(dataset)
