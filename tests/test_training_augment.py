@@ -3,6 +3,8 @@ feature block against what a mirror or a reversed clock must do to the HumanML3D
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,6 @@ from training.data.augment import MIRRORED_JOINTS, Augment, augment, mirror_capt
 from training.data.captions import describe_trajectory
 from training.data.dataset import ControlSpec, HumanML3D
 from training.data.synthetic import walking_clip
-from training.stages import controlnet as controlnet_stage
 from training_helpers import synthetic_root
 
 TOL = 1e-3  # metres or radians; measured: 4e-4 (root height), 6e-6 elsewhere. Velocities of the last frame,
@@ -108,9 +109,13 @@ def test_dataset_items_are_augmented_after_the_caption_and_crop_are_drawn(root):
         assert not torch.equal(m["motion"], a["motion"])
 
 
-def test_presets_do_not_augment_and_the_controlnet_stage_takes_it_from_the_config(monkeypatch, tmp_path):
-    for preset in ("official", "default", "tiny"):
-        assert not augmentation(load_stage_config("controlnet", preset)).active
+STAGES = ("vae", "mld", "lcm", "controlnet")
+
+
+def test_no_preset_augments_and_unknown_or_invalid_values_are_refused():
+    for stage in STAGES:
+        for preset in ("official", "default", "tiny"):
+            assert not augmentation(load_stage_config(stage, preset)).active, (stage, preset)
     cfg = load_stage_config("controlnet", "default", ["augment.mirror=0.5", "augment.reverse=0.25"])
     assert augmentation(cfg) == Augment(mirror=0.5, reverse=0.25)
     with pytest.raises(ValueError, match="augment.mirror is a probability"):
@@ -118,13 +123,18 @@ def test_presets_do_not_augment_and_the_controlnet_stage_takes_it_from_the_confi
     with pytest.raises(ValueError, match="unknown key.*mirorr"):
         augmentation(load_stage_config("controlnet", "default", ["augment.mirorr=0.5"]))
 
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_trains_on_the_configured_augmentation(stage, monkeypatch, tmp_path):
+    module = importlib.import_module(f"training.stages.{stage}")
+
     class Built(Exception):
         pass
 
     def spy(*args, **kwargs):
         raise Built(kwargs)
 
-    monkeypatch.setattr(controlnet_stage, "HumanML3D", spy)
+    monkeypatch.setattr(module, "HumanML3D", spy)
     with pytest.raises(Built) as built:
-        controlnet_stage.main(tmp_path, tmp_path / "run", preset="tiny", overrides=["augment.reverse=0.5"])
+        module.main(tmp_path, tmp_path / "run", preset="tiny", overrides=["augment.reverse=0.5"])
     assert built.value.args[0]["augmentation"] == Augment(reverse=0.5)

@@ -1,4 +1,4 @@
-"""Mirror images and time reversal of real clips, for the ControlNet stage.
+"""Mirror images and time reversal of real clips: the `augment` setting of every training stage.
 
 Dataset 2 has no backward walks, so a ControlNet trained on it cannot follow a path walked backwards
 (held-out "walk back" clips: 2.1 m pelvis error against 0.45 m for forward walks). Played backwards, its

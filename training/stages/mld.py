@@ -16,8 +16,8 @@ from backend.models import MotionLCM
 from backend.sampler import decode_latents, sample_ddim
 from backend.schedulers import DDIMScheduler
 
-from ..common import (Objective, TextEmbedder, export, load_stage_config, load_stage_output, model_config,
-                      stage_dir, train_settings)
+from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
+                      model_config, stage_dir, train_settings)
 from ..data.dataset import HumanML3D, collate
 from ..engine import TrainResult, barrier, setup, train
 
@@ -64,7 +64,7 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     cfg = load_stage_config("mld", preset, overrides, config)
     seed = int(cfg["train"]["seed"])
     ctx = setup(seed)
-    dataset = HumanML3D(data, "train", seed=seed)
+    dataset = HumanML3D(data, "train", seed=seed, augmentation=augmentation(cfg))
     settings = train_settings(cfg, len(dataset), ctx.world_size)
     text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
     text.warm(dataset)

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from backend.features import denormalize, features_to_joints
 from backend.models import MotionLCM
 
-from ..common import (Objective, export, load_stage_config, model_config, stage_dir, text_encoder_identity,
-                      train_settings)
+from ..common import (Objective, augmentation, export, load_stage_config, model_config, stage_dir,
+                      text_encoder_identity, train_settings)
 from ..data.dataset import HumanML3D
 from ..engine import TrainResult, barrier, setup, train
 
@@ -55,7 +55,7 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
          config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     cfg = load_stage_config("vae", preset, overrides, config)
     ctx = setup(int(cfg["train"]["seed"]))
-    dataset = HumanML3D(data, "train", seed=int(cfg["train"]["seed"]))
+    dataset = HumanML3D(data, "train", seed=int(cfg["train"]["seed"]), augmentation=augmentation(cfg))
     settings = train_settings(cfg, len(dataset), ctx.world_size)
     encoder_id, text_dim = text_encoder_identity(cfg.get("text_encoder"))
     model = MotionLCM(model_config(cfg, text_dim, time_cond_proj_dim=None, controlnet=False))
