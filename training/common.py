@@ -104,9 +104,10 @@ def model_config(cfg: dict, text_dim: int, *, time_cond_proj_dim: int | None, co
 
 def augmentation(cfg: dict) -> Augment:
     values = dict(cfg.get("augment") or {})
-    unknown = set(values) - {field.name for field in dataclasses.fields(Augment)}
+    known = [field.name for field in dataclasses.fields(Augment)]
+    unknown = set(values) - set(known)
     if unknown:
-        raise ValueError(f"augment: unknown key(s) {', '.join(sorted(unknown))}; known: mirror, reverse")
+        raise ValueError(f"augment: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     return Augment(**{key: float(value) for key, value in values.items()})
 
 

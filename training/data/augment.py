@@ -10,7 +10,7 @@ feature block (rotations, velocities, contacts) agrees with the new motion.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -34,9 +34,9 @@ class Augment:
     #                       because most captions no longer hold ("sits down" played backwards)
 
     def __post_init__(self) -> None:
-        for name in ("mirror", "reverse"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} is a probability, got {getattr(self, name)}")
+        for field in fields(self):
+            if not 0.0 <= getattr(self, field.name) <= 1.0:
+                raise ValueError(f"augment.{field.name} is a probability, got {getattr(self, field.name)}")
 
     @property
     def active(self) -> bool:
