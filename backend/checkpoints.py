@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .latent_tuning import OFFICIAL_CORRELATION_PENALTY
 from .models import MotionLCM
 from .models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
 from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS
@@ -58,6 +59,7 @@ class LoadedCheckpoint:
     source: str  # "official" or "motionlcm"
     cfg_step_map: dict[int, float] = field(default_factory=lambda: dict(CFG_STEP_MAP))
     lcm_timesteps: dict[int, tuple[int, ...]] = field(default_factory=lambda: dict(LCM_TIMESTEPS))
+    tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY  # latent tuning's correlation penalty for this model
     provenance: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
 
@@ -216,14 +218,17 @@ def load_official_checkpoint(path: str | Path, device: str | torch.device = "cpu
 def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str, text_dim: int,
                     mean: Any, std: Any, raw_mean: Any, raw_std: Any,
                     provenance: dict[str, Any] | None = None, licence: str | None = None,
-                    half: bool = False, cfg_step_map: dict[int, float] | None = None) -> Path:
+                    half: bool = False, cfg_step_map: dict[int, float] | None = None,
+                    tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY) -> Path:
     """Write `model` to the folder `path` (created if needed) as model.safetensors + config.json.
 
-    half: store network weights as float16 (normalisation tensors stay float32). Returns the folder.
+    half: store network weights as float16 (normalisation tensors stay float32). tuning_penalty: the latent
+    tuning correlation penalty recommended with this model (the pipeline's default for it). Returns the folder.
     """
     from safetensors.torch import save_file
 
     cfg = model.config
+    tuning_penalty = _tuning_penalty(tuning_penalty, "save_checkpoint")
     if int(text_dim) != cfg.text_dim:
         raise CheckpointError(f"text_dim {text_dim} does not match the model's text projection ({cfg.text_dim})")
     stats = _norm_stats(cfg, dict(mean=mean, std=std, raw_mean=raw_mean, raw_std=raw_std), "save_checkpoint")
@@ -245,6 +250,7 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
         "sampling": {
             "lcm_timesteps": {str(k): list(v) for k, v in LCM_TIMESTEPS.items()},
             "cfg_step_map": {str(k): float(v) for k, v in (cfg_step_map or CFG_STEP_MAP).items()},
+            "tuning_correlation_penalty": tuning_penalty,
             "scheduler": {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                           "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "timestep_scaling": 10.0},
         },
@@ -254,6 +260,12 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _tuning_penalty(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value >= 0):
+        raise CheckpointError(f"{where}: tuning_correlation_penalty must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -288,6 +300,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         sampling = config.get("sampling", {})
         cfg_step_map = {int(k): float(v) for k, v in sampling.get("cfg_step_map", CFG_STEP_MAP).items()}
         timesteps = {int(k): tuple(int(t) for t in v) for k, v in sampling.get("lcm_timesteps", LCM_TIMESTEPS).items()}
+        tuning_penalty = _tuning_penalty(sampling.get("tuning_correlation_penalty", OFFICIAL_CORRELATION_PENALTY),
+                                         str(folder / CONFIG_FILE))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: invalid or incomplete entry ({exc})") from exc
     if text_dim != cfg.text_dim:
@@ -308,8 +322,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     return LoadedCheckpoint(
         model=model.to(device).eval(), config=cfg, text_encoder_id=text_id, text_dim=text_dim,
         checkpoint_id=f"{folder.name}@{_sha256(weights)[:12]}", name=folder.name, source="motionlcm",
-        cfg_step_map=cfg_step_map, lcm_timesteps=timesteps, provenance=dict(config.get("provenance") or {}),
-        licence=str(config.get("licence", "")), **stats)
+        cfg_step_map=cfg_step_map, lcm_timesteps=timesteps, tuning_penalty=tuning_penalty,
+        provenance=dict(config.get("provenance") or {}), licence=str(config.get("licence", "")), **stats)
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu",
@@ -324,22 +338,26 @@ def load_any(path: str | Path, device: str | torch.device = "cpu",
 
 
 def convert_official(src: str | Path, dst: str | Path, half: bool = False,
-                     norm: dict[str, Any] | None = None) -> Path:
+                     norm: dict[str, Any] | None = None, tuning_penalty: float | None = None) -> Path:
     """Official `.ckpt` -> our folder format (same weights, explicit statistics, provenance and licence)."""
     src = Path(src)
     loaded = load_official_checkpoint(src, norm=norm)
     provenance = {"converted_from": src.name, "source_sha256": _sha256(src), "source_format": "official MotionLCM"}
     return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
                            mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
-                           provenance=provenance, licence=OFFICIAL_LICENCE, half=half)
+                           provenance=provenance, licence=OFFICIAL_LICENCE, half=half,
+                           tuning_penalty=OFFICIAL_CORRELATION_PENALTY if tuning_penalty is None else tuning_penalty)
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
+                       tuning_penalty: float | None = None) -> Path:
     """An official `.ckpt` or one of our folders -> our folder format, e.g. float16 for shipping. A folder keeps
-    its provenance, licence and sampling settings, and records which weights it was converted from."""
+    its provenance, licence and sampling settings, and records which weights it was converted from.
+    tuning_penalty: the latent tuning correlation penalty to recommend with the model (default: a folder's own,
+    the official value for an official checkpoint)."""
     src = Path(src)
     if not src.is_dir():
-        return convert_official(src, dst, half=half)
+        return convert_official(src, dst, half=half, tuning_penalty=tuning_penalty)
     if Path(dst).resolve() == src.resolve():
         raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
     loaded = load_checkpoint(src)
@@ -348,21 +366,26 @@ def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> 
     return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
                            mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
                            provenance=provenance, licence=loaded.licence or None, half=half,
-                           cfg_step_map=loaded.cfg_step_map)
+                           cfg_step_map=loaded.cfg_step_map,
+                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    out = convert_checkpoint(args.checkpoint, args.out, half=args.half)
+    out = convert_checkpoint(args.checkpoint, args.out, half=args.half, tuning_penalty=args.tuning_penalty)
     print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
     return 0
 
 
 def add_parser(subparsers: Any) -> None:
-    """`motionlcm convert --checkpoint X.ckpt|DIR --out DIR [--half]`."""
+    """`motionlcm convert --checkpoint X.ckpt|DIR --out DIR [--half] [--tuning-penalty P]`."""
     parser = subparsers.add_parser("convert", help="convert an official MotionLCM .ckpt (or re-save a checkpoint "
                                                    "folder, e.g. as float16) into a checkpoint folder",
                                    description=convert_checkpoint.__doc__)
     parser.add_argument("--checkpoint", required=True, help="official MotionLCM .ckpt file or checkpoint folder")
     parser.add_argument("--out", required=True, help="output folder (model.safetensors + config.json)")
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    parser.add_argument("--tuning-penalty", type=float, metavar="P",
+                        help="latent tuning correlation penalty recommended with this model, the pipeline's "
+                             f"default for it (folders keep theirs unless given; official: "
+                             f"{OFFICIAL_CORRELATION_PENALTY:g})")
     parser.set_defaults(func=_run_convert)

@@ -8,7 +8,8 @@ same 1-4 step LCM, so the result is still a sample of the model, only one that m
 Per sample: loss = mean squared error of the controlled coordinates (metres)
                    + `correlation_penalty` x multi-scale autocorrelation of z_T (keeps it white-noise-like).
 Adam with linear warm-up then cosine decay; each sample's gradient is scaled to unit norm so every sample
-moves at the same rate whatever its error. Defaults are the official noise-optimizer settings.
+moves at the same rate whatever its error. Defaults are the official noise-optimizer settings; a checkpoint
+can recommend another penalty for itself (its config's `sampling.tuning_correlation_penalty`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .sampler import lengths_to_mask, sample_lcm
 from .schedulers import LCMScheduler
 
 MAX_ITERATIONS = 2000
+OFFICIAL_CORRELATION_PENALTY = 100.0  # a checkpoint may recommend its own (LoadedCheckpoint.tuning_penalty)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class TuningSettings:
     iterations: int = 400
     learning_rate: float = 0.1
     warmup: int = 50
-    correlation_penalty: float = 100.0
+    correlation_penalty: float = OFFICIAL_CORRELATION_PENALTY
 
     def validate(self) -> None:
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
@@ -42,6 +44,9 @@ class TuningSettings:
                                  f"got {self.iterations!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise InvalidRequest(f"latent tuning learning rate must be positive, got {self.learning_rate!r}")
+        if not (math.isfinite(self.correlation_penalty) and self.correlation_penalty >= 0):
+            raise InvalidRequest(f"latent tuning correlation penalty must be 0 or more, "
+                                 f"got {self.correlation_penalty!r}")
 
 
 def noise_correlation(z: torch.Tensor) -> torch.Tensor:

@@ -146,11 +146,12 @@ class MotionLCMPipeline:
         steps: 1/2/4 LCM steps (or the DDIM step count for a checkpoint without LCM w-conditioning).
         guidance: the LCM w (default: the checkpoint's map for `steps`) or the DDIM CFG scale.
         tuning: iterations of consistency latent tuning (backend.latent_tuning) that make the motion meet its
-        controls closely; 0 = off (the ControlNet alone). It costs about one decode per iteration.
+        controls closely, with the checkpoint's correlation penalty; 0 = off (the ControlNet alone). It costs
+        about one decode per iteration.
         """
         controls = self._validate(prompts, lengths, controls, steps, guidance, variations)
         if tuning:
-            TuningSettings(iterations=tuning).validate()
+            self._tuning_settings(tuning).validate()
             if not self.is_lcm:
                 raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
             if not any(controls):
@@ -203,7 +204,7 @@ class MotionLCMPipeline:
         settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
                     "checkpoint": self.checkpoint.checkpoint_id, "text_encoder": self.text_encoder.id,
                     "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None, "tuning": tuning,
-                    "device": str(self.device)}
+                    "tuning_penalty": self.checkpoint.tuning_penalty if tuning else None, "device": str(self.device)}
         return GenerationResult(joints=joints.float().cpu().numpy(), features=feats.float().cpu().numpy(),
                                 lengths=sample_lengths, prompts=sample_prompts, seeds=seeds, timings=timings,
                                 settings=settings)
@@ -240,7 +241,10 @@ class MotionLCMPipeline:
                             raw_std=torch.from_numpy(self.checkpoint.raw_std), lengths=lengths,
                             mean=self._mean, std=self._std, steps=steps,
                             guidance=guidance, scheduler=scheduler, noise=noise,
-                            settings=TuningSettings(iterations=iterations), callback=callback)
+                            settings=self._tuning_settings(iterations), callback=callback)
+
+    def _tuning_settings(self, iterations: int) -> TuningSettings:
+        return TuningSettings(iterations=iterations, correlation_penalty=self.checkpoint.tuning_penalty)
 
 
 class _Clock:

@@ -113,6 +113,8 @@ def _edit_config(folder: Path, **changes) -> None:
     (lambda f: _edit_config(f, format_version=99), "format_version 99"),
     (lambda f: _edit_config(f, text_encoder={"id": "t5", "dim": 768}), "text encoder dim 768"),
     (lambda f: _edit_config(f, architecture={"latent_size": 4, "surprise": 1}), "unknown model config key"),
+    (lambda f: _edit_config(f, sampling={"tuning_correlation_penalty": -1}), "tuning_correlation_penalty"),
+    (lambda f: _edit_config(f, sampling={"tuning_correlation_penalty": "high"}), "tuning_correlation_penalty"),
     (lambda f: (f / WEIGHTS_FILE).write_bytes((f / WEIGHTS_FILE).read_bytes()[:5000]), "corrupted or truncated"),
 ])
 def test_folder_errors(saved, damage, message):
@@ -237,6 +239,28 @@ def test_convert_cli_halves_our_folder_and_keeps_its_provenance(tmp_path):
     with pytest.raises(CheckpointError, match="is the source folder"):
         args = parser.parse_args(["convert", "--checkpoint", str(src), "--out", str(src)])
         args.func(args)
+
+
+def test_tuning_penalty_is_saved_kept_by_convert_and_official_when_absent(tmp_path, saved):
+    folder, model = saved
+    assert load_checkpoint(folder).tuning_penalty == 100.0  # the official noise-optimiser value
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    del config["sampling"]["tuning_correlation_penalty"]  # configs written before the setting existed
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    assert load_checkpoint(folder).tuning_penalty == 100.0
+    own = save_checkpoint(tmp_path / "own", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
+                          tuning_penalty=10, **NORM)
+    assert load_checkpoint(own).tuning_penalty == 10.0
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    for extra, expected in (([], 10.0), (["--tuning-penalty", "3"], 3.0)):
+        args = parser.parse_args(["convert", "--checkpoint", str(own), "--out", str(tmp_path / f"c{expected:g}"),
+                                  *extra])
+        assert args.func(args) == 0
+        assert load_checkpoint(tmp_path / f"c{expected:g}").tuning_penalty == expected
+    with pytest.raises(CheckpointError, match="tuning_correlation_penalty must be a number >= 0"):
+        save_checkpoint(tmp_path / "bad", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
+                        tuning_penalty=float("nan"), **NORM)
 
 
 def test_convert_fixture_reproduces_official_z0(tmp_path, fixtures_dir):

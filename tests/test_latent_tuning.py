@@ -44,7 +44,8 @@ def test_tuning_pulls_the_pelvis_onto_its_path(pipe, steps):
     control = JointControl.dense("pelvis", plain.joints[0, :frames, 0] + bend)
     before = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3)
     after = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3, tuning=40)
-    assert after.settings["tuning"] == 40 and "tuning" in after.timings
+    assert after.settings["tuning"] == 40 and after.settings["tuning_penalty"] == 100.0 and "tuning" in after.timings
+    assert before.settings["tuning_penalty"] is None
     assert np.isfinite(after.joints).all()
     assert _pelvis_error(after, control) < 0.6 * _pelvis_error(before, control)
 
@@ -67,3 +68,23 @@ def test_tuning_refuses_what_it_cannot_do(pipe):
         pipe.generate(["a person walks"], [40], controls=[[control]], tuning=-5)
     with pytest.raises(InvalidRequest, match="iterations"):
         pipe.generate(["a person walks"], [40], controls=[[control]], tuning=10**6)
+
+
+def test_the_pipeline_tunes_with_its_checkpoints_penalty(pipe, monkeypatch):
+    import dataclasses
+
+    import backend.pipeline as pipeline_module
+
+    seen = []
+    real = pipeline_module.tune_latents
+
+    def spy(*args, settings, **kwargs):
+        seen.append(settings)
+        return real(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "tune_latents", spy)
+    control = JointControl.dense("pelvis", np.zeros((40, 3), np.float32) + [0, 0.9, 0])
+    own = MotionLCMPipeline(dataclasses.replace(pipe.checkpoint, tuning_penalty=7.0), pipe.text_encoder, pipe.device)
+    for p in (pipe, own):
+        p.generate(["a person walks"], [40], controls=[[control]], seed=0, tuning=2)
+    assert [(s.iterations, s.correlation_penalty) for s in seen] == [(2, 100.0), (2, 7.0)]

@@ -131,16 +131,26 @@ def test_report_with_tuning_card_speed_vocabulary_and_previews(run, tmp_path, tm
     report = evaluate(run / "controlnet" / "checkpoint", synthetic_root(tmp_path_factory), settings, card=card,
                       previews=tmp_path / "docs" / "previews.png", report_dir=tmp_path)
     assert report.startswith("# A test model")
-    assert "| pelvis | 100 % | 0 |" in report and "| pelvis | 100 % | 5 |" in report  # without and with tuning
     rows = {cells[2]: cells for cells in (line.strip("| ").split(" | ") for line in report.splitlines()
                                           if line.startswith("| pelvis | 100 % |"))}
-    assert set(rows) == {"0", "5", "5, correlation penalty 0"}  # the official penalty (100) and penalty 0
-    assert rows["5"][7] != rows["5, correlation penalty 0"][7]  # kps_mean_err(m): the penalty was applied
+    assert set(rows) == {"0", "5, correlation penalty 100", "5, correlation penalty 0"}
+    assert rows["5, correlation penalty 100"][7] != rows["5, correlation penalty 0"][7]  # kps_mean_err(m)
     for heading in ("## Speed (AITS, batch 1", "## Prompt vocabulary", "## Preview frames"):
         assert heading in report
     assert "| 1 | pelvis, dense | 5 |" in report  # the tuned AITS row
     assert "![preview frames](docs/previews.png)" in report
     assert Image.open(tmp_path / "docs" / "previews.png").size[1] == 6 * (200 + 18)  # 5 prompts + the circle
+
+
+def test_tuning_rows_default_to_the_checkpoints_own_penalty(run, tmp_path, tmp_path_factory):
+    from backend.checkpoints import convert_checkpoint
+    from backend.text_encoders import load_text_encoder
+    from training.evaluation.evaluate import control
+
+    ckpt = load_checkpoint(convert_checkpoint(run / "controlnet" / "checkpoint", tmp_path / "own", tuning_penalty=7))
+    settings = EvalSettings(split="train", max_clips=2, batch_size=2, joints=(), densities=(), tuning=2)
+    rows = control(ckpt, load_text_encoder(ckpt.text_encoder_id), synthetic_root(tmp_path_factory), settings)
+    assert [row["tuning"] for row in rows] == ["2, correlation penalty 7"]
 
 
 def test_all_resume_skips_finished_stages_and_resumes_the_interrupted_one(run, tmp_path, tmp_path_factory,

@@ -48,7 +48,7 @@ class EvalSettings:
     tuning: int = 0  # latent tuning iterations for the extra "ControlNet + tuning" rows; 0 = none
     tuning_joints: tuple[str, ...] = ("pelvis",)
     tuning_densities: tuple[int, ...] = (100,)
-    tuning_penalties: tuple[float, ...] = (TuningSettings.correlation_penalty,)  # one tuning row each
+    tuning_penalties: tuple[float, ...] = ()  # correlation penalties, one tuning row each; () = the checkpoint's
 
 
 class Evaluator(Protocol):
@@ -119,8 +119,9 @@ def reconstruction(ckpt, dataset: HumanML3D, indices: list[int], batch_size: int
 @torch.inference_mode()
 def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
              control: bool, tuning: int = 0,
-             penalty: float = TuningSettings.correlation_penalty) -> tuple[list[np.ndarray], torch.Tensor, float]:
-    """Joints of generated clips, their normalised features, and seconds spent (text to features)."""
+             penalty: float | None = None) -> tuple[list[np.ndarray], torch.Tensor, float]:
+    """Joints of generated clips, their normalised features, and seconds spent (text to features). penalty: the
+    latent tuning correlation penalty (default: the checkpoint's)."""
     start = time.perf_counter()
     text_emb = encoder.encode(batch["text"])
     z_T = torch.randn((len(batch["text"]), *ckpt.config.latent_shape), generator=generator)
@@ -132,7 +133,8 @@ def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
                            lengths=batch["length"].tolist(), mean=torch.from_numpy(ckpt.mean),
                            std=torch.from_numpy(ckpt.std), steps=steps, guidance=ckpt.cfg_step_map[steps],
                            noise=noise,
-                           settings=TuningSettings(iterations=tuning, correlation_penalty=penalty))
+                           settings=TuningSettings(iterations=tuning, correlation_penalty=ckpt.tuning_penalty
+                                                   if penalty is None else penalty))
     z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, noise=noise)
     feats = decode_latents(ckpt.model, z0, batch["length"])
     seconds = time.perf_counter() - start
@@ -203,11 +205,11 @@ def multimodality(ckpt, encoder, dataset: HumanML3D, indices: list[int], setting
 
 def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
     rows = []
-    default_penalty = TuningSettings.correlation_penalty
-    cases = [(joint, density, 0, default_penalty) for joint in settings.joints for density in settings.densities]
+    cases = [(joint, density, 0, None) for joint in settings.joints for density in settings.densities]
     if settings.tuning:
         cases += [(joint, density, settings.tuning, penalty) for joint in settings.tuning_joints
-                  for density in settings.tuning_densities for penalty in settings.tuning_penalties]
+                  for density in settings.tuning_densities
+                  for penalty in settings.tuning_penalties or (ckpt.tuning_penalty,)]
     for joint, density, tuning, penalty in cases:
         spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
         dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
@@ -232,7 +234,7 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
         label = f"{density} frame{'s' if density > 1 else ''}" if density in (1, 2, 5) else f"{density} %"
         # The same samples without the hint: a ControlNet that does not steer scores the same as this.
         baseline = metrics.mean_control_errors(uncontrolled)["kps_mean_err(m)"] if uncontrolled else "-"
-        tuned = tuning if penalty == default_penalty else f"{tuning}, correlation penalty {penalty:g}"
+        tuned = f"{tuning}, correlation penalty {penalty:g}" if tuning else 0
         rows.append({"joint": joint, "density": label, "tuning": tuned, **metrics.mean_control_errors(per_clip),
                      "mean err without control (m)": baseline,
                      "skating ratio": metrics.mean_skating_ratio(clips), "AITS (s)": seconds / len(indices)})
@@ -357,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also evaluate ControlNet + N iterations of latent tuning (rows below)")
     parser.add_argument("--tuning-joints", default="pelvis", help="comma-separated joints for the tuning rows")
     parser.add_argument("--tuning-densities", default="100", help="densities for the tuning rows")
-    parser.add_argument("--tuning-penalties", default=f"{TuningSettings.correlation_penalty:g}",
-                        help="correlation penalties for the tuning rows (comma-separated; one row each)")
+    parser.add_argument("--tuning-penalties", default="",
+                        help="correlation penalties for the tuning rows (comma-separated; one row each; "
+                             "default: the checkpoint's own)")
     parser.add_argument("--card", help="markdown put at the top of the report (model card, limits)")
     parser.add_argument("--previews", help="PNG of preview frames to write and link; adds the speed and "
                                            "vocabulary sections (generation pipeline)")
