@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError
-from .latent_tuning import OFFICIAL_CORRELATION_PENALTY
+from .errors import CheckpointError, InvalidRequest
+from .latent_tuning import OFFICIAL_CORRELATION_PENALTY, TuningSettings
 from .models import MotionLCM
 from .models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
 from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS
@@ -263,8 +263,10 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
 
 
 def _tuning_penalty(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value >= 0):
-        raise CheckpointError(f"{where}: tuning_correlation_penalty must be a number >= 0, got {value!r}")
+    try:
+        TuningSettings(correlation_penalty=value).validate()  # the one rule for a penalty
+    except InvalidRequest:
+        raise CheckpointError(f"{where}: tuning_correlation_penalty must be a number >= 0, got {value!r}") from None
     return float(value)
 
 
@@ -346,7 +348,7 @@ def convert_official(src: str | Path, dst: str | Path, half: bool = False,
     return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
                            mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
                            provenance=provenance, licence=OFFICIAL_LICENCE, half=half,
-                           tuning_penalty=OFFICIAL_CORRELATION_PENALTY if tuning_penalty is None else tuning_penalty)
+                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,

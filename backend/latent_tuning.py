@@ -44,7 +44,9 @@ class TuningSettings:
                                  f"got {self.iterations!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise InvalidRequest(f"latent tuning learning rate must be positive, got {self.learning_rate!r}")
-        if not (math.isfinite(self.correlation_penalty) and self.correlation_penalty >= 0):
+        penalty = self.correlation_penalty
+        is_number = isinstance(penalty, (int, float)) and not isinstance(penalty, bool)
+        if not (is_number and math.isfinite(penalty) and penalty >= 0):
             raise InvalidRequest(f"latent tuning correlation penalty must be 0 or more, "
                                  f"got {self.correlation_penalty!r}")
 
