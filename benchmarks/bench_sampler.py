@@ -3,12 +3,16 @@
 Random weights (timing does not depend on values). Usage:
     python benchmarks/bench_sampler.py [--batch 1] [--frames 196] [--steps 1] [--threads N] [--repeats 5]
                                        [--keyframes N]
-Prints the median wall time of each stage and of the whole call.
+Prints one JSON object: the median wall time (ms) of each stage and of the whole call over --repeats runs after
+one warm-up, with the machine and versions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
 import sys
 import time
@@ -53,10 +57,14 @@ def main() -> None:
             times["sample"].append(mid - start)
             times["decode"].append(end - mid)
             times["total"].append(end - start)
-    print(f"B={b} T={t} steps={args.steps} controlled frames={len(frames)} threads={args.threads} "
-          f"(median of {args.repeats})")
-    for name, values in times.items():
-        print(f"  {name:7s} {1000 * statistics.median(values):8.1f} ms")
+    print(json.dumps({
+        **{f"{name}_ms": 1000 * statistics.median(values) for name, values in times.items()},
+        "setup": {"batch": b, "frames": t, "steps": args.steps, "controlled_frames": len(frames),
+                  "repeats": args.repeats, "warmup": 1, "statistic": "median", "weights": "random, default size",
+                  "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                  "torch_threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
+                  "python": platform.python_version(), "torch": torch.__version__},
+    }, indent=2))
 
 
 if __name__ == "__main__":

@@ -196,3 +196,29 @@ def test_the_tiny_controlnet_pretrains_its_trajectory_encoder_and_keeps_it_froze
                                     freeze_traj_encoder=True)
     trainable = {name.split(".")[0] for name, p in objective.named_parameters() if p.requires_grad}
     assert trainable == {"controlnet"}
+
+
+def test_evaluation_samples_with_the_checkpoints_own_guidance_and_timesteps(run, tmp_path_factory):
+    """The report measures what the pipeline delivers: a checkpoint's sampling map (w and timesteps per step
+    count) is used, not the library defaults."""
+    from backend.sampler import decode_latents, sample_lcm
+    from backend.schedulers import LCMScheduler
+    from backend.text_encoders import load_text_encoder
+    from training.data.dataset import HumanML3D, collate
+    from training.evaluation.evaluate import generate
+
+    ckpt = load_checkpoint(run / "controlnet" / "checkpoint")
+    ckpt.cfg_step_map, ckpt.lcm_timesteps = {1: 3.0}, {1: (599,)}
+    encoder = load_text_encoder(ckpt.text_encoder_id)
+    dataset = HumanML3D(synthetic_root(tmp_path_factory), "train", mean=ckpt.mean, std=ckpt.std)
+    batch = collate([dataset[0], dataset[1]])
+    _, feats, _ = generate(ckpt, encoder, batch, 1, torch.Generator().manual_seed(0), control=False)
+
+    z_T = torch.randn((2, *ckpt.config.latent_shape), generator=torch.Generator().manual_seed(0))
+    text_emb = encoder.encode(batch["text"])
+
+    def sample(**settings) -> torch.Tensor:
+        return decode_latents(ckpt.model, sample_lcm(ckpt.model, text_emb, z_T, steps=1, **settings), batch["length"])
+
+    torch.testing.assert_close(feats, sample(guidance=3.0, scheduler=LCMScheduler(timesteps_step_map={1: (599,)})))
+    assert (feats - sample()).abs().max() > 1e-3  # the library defaults would give another motion
