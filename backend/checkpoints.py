@@ -219,10 +219,12 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
                     mean: Any, std: Any, raw_mean: Any, raw_std: Any,
                     provenance: dict[str, Any] | None = None, licence: str | None = None,
                     half: bool = False, cfg_step_map: dict[int, float] | None = None,
+                    lcm_timesteps: dict[int, tuple[int, ...]] | None = None,
                     tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY) -> Path:
     """Write `model` to the folder `path` (created if needed) as model.safetensors + config.json.
 
-    half: store network weights as float16 (normalisation tensors stay float32). tuning_penalty: the latent
+    half: store network weights as float16 (normalisation tensors stay float32). cfg_step_map, lcm_timesteps:
+    the LCM guidance and timesteps per step count (default: the official ones). tuning_penalty: the latent
     tuning correlation penalty recommended with this model (the pipeline's default for it). Returns the folder.
     """
     from safetensors.torch import save_file
@@ -248,7 +250,7 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
         "architecture": cfg.to_dict(),
         "text_encoder": {"id": text_encoder_id, "dim": int(text_dim)},
         "sampling": {
-            "lcm_timesteps": {str(k): list(v) for k, v in LCM_TIMESTEPS.items()},
+            "lcm_timesteps": {str(k): [int(t) for t in v] for k, v in (lcm_timesteps or LCM_TIMESTEPS).items()},
             "cfg_step_map": {str(k): float(v) for k, v in (cfg_step_map or CFG_STEP_MAP).items()},
             "tuning_correlation_penalty": tuning_penalty,
             "scheduler": {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
@@ -339,16 +341,22 @@ def load_any(path: str | Path, device: str | torch.device = "cpu",
     raise CheckpointError(f"checkpoint not found: {path} (expected an official .ckpt file or a checkpoint folder)")
 
 
+def _resave(loaded: LoadedCheckpoint, dst: str | Path, provenance: dict[str, Any], licence: str | None,
+            half: bool, tuning_penalty: float | None) -> Path:
+    """`loaded` written to `dst` with its statistics and sampling settings; `tuning_penalty` replaces its own."""
+    return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
+                           mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
+                           provenance=provenance, licence=licence, half=half, cfg_step_map=loaded.cfg_step_map,
+                           lcm_timesteps=loaded.lcm_timesteps,
+                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
+
+
 def convert_official(src: str | Path, dst: str | Path, half: bool = False,
                      norm: dict[str, Any] | None = None, tuning_penalty: float | None = None) -> Path:
     """Official `.ckpt` -> our folder format (same weights, explicit statistics, provenance and licence)."""
     src = Path(src)
-    loaded = load_official_checkpoint(src, norm=norm)
     provenance = {"converted_from": src.name, "source_sha256": _sha256(src), "source_format": "official MotionLCM"}
-    return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
-                           mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
-                           provenance=provenance, licence=OFFICIAL_LICENCE, half=half,
-                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
+    return _resave(load_official_checkpoint(src, norm=norm), dst, provenance, OFFICIAL_LICENCE, half, tuning_penalty)
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
@@ -365,11 +373,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
     loaded = load_checkpoint(src)
     provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
                   "source_sha256": _sha256(src / WEIGHTS_FILE)}
-    return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
-                           mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
-                           provenance=provenance, licence=loaded.licence or None, half=half,
-                           cfg_step_map=loaded.cfg_step_map,
-                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
+    return _resave(loaded, dst, provenance, loaded.licence or None, half, tuning_penalty)
 
 
 def _run_convert(args: argparse.Namespace) -> int:

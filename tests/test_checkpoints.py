@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.checkpoints import (CONFIG_FILE, WEIGHTS_FILE, add_parser, convert_official, infer_config, load_any,
-                                 load_checkpoint, load_official_checkpoint, save_checkpoint)
+from backend.checkpoints import (CONFIG_FILE, WEIGHTS_FILE, add_parser, convert_checkpoint, convert_official,
+                                 infer_config, load_any, load_checkpoint, load_official_checkpoint, save_checkpoint)
 from backend.errors import CheckpointError
 from backend.models import MotionLCM, ModelConfig
 from backend.sampler import decode_latents, sample_lcm
@@ -261,6 +261,17 @@ def test_tuning_penalty_is_saved_kept_by_convert_and_official_when_absent(tmp_pa
     with pytest.raises(CheckpointError, match="tuning_correlation_penalty must be a number >= 0"):
         save_checkpoint(tmp_path / "bad", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
                         tuning_penalty=float("nan"), **NORM)
+
+
+def test_sampling_map_is_saved_and_kept_by_convert(tmp_path, saved):
+    """Guidance and LCM timesteps per step count round-trip through save, load and convert (the pipeline, the
+    evaluation and replay sample with them)."""
+    _, model = saved
+    cfg, timesteps = {1: 3.0, 2: 6.5}, {1: (599,), 2: (599, 199)}
+    own = save_checkpoint(tmp_path / "own", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
+                          cfg_step_map=cfg, lcm_timesteps=timesteps, **NORM)
+    converted = load_checkpoint(convert_checkpoint(own, tmp_path / "converted", half=True))
+    assert (converted.cfg_step_map, converted.lcm_timesteps) == (cfg, timesteps)
 
 
 def test_convert_fixture_reproduces_official_z0(tmp_path, fixtures_dir):
