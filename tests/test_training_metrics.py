@@ -119,3 +119,27 @@ def test_evaluation_clips_are_spread_over_the_split_not_its_first_names():
     picked = spread(190, 48)
     assert len(set(picked)) == 48 and max(np.diff(picked)) <= 5  # 190 / 47 = 4.04 apart
     assert spread(5, 48) == [0, 1, 2, 3, 4]
+
+
+def test_foot_locked_skating_follows_the_contacts_the_features_predict():
+    """The report's delivered skating ratio: a figure standing on the floor whose whole body sways sideways at
+    1.2 m/s skates in almost every frame; delivered with Foot Lock it skates only where its features say that
+    the feet are not planted."""
+    from backend.features import CONTACT_SLICE
+    from backend.retarget import default_skeleton
+    from backend.skeleton import FEATURE_DIM
+
+    rest = default_skeleton().joints.astype(np.float64)
+    frames = 60
+    phase = (np.arange(frames) / 20.0 * 1.2 / 0.12) % 2.0
+    joints = np.repeat((rest - [0.0, rest[:, 1].min(), 0.0])[None], frames, axis=0)
+    joints[..., 0] += (0.12 * np.minimum(phase, 2.0 - phase))[:, None]
+    planted = np.zeros((frames, FEATURE_DIM), np.float32)
+    planted[:, CONTACT_SLICE] = 1.0
+    free = np.zeros((frames, FEATURE_DIM), np.float32)
+    swaying = metrics.mean_skating_ratio([joints], grounded=True)
+    assert swaying > 0.8
+    assert metrics.foot_locked_skating_ratio([joints], [planted]) <= 0.1 * swaying
+    assert metrics.foot_locked_skating_ratio([joints], [free]) > 0.8
+    with pytest.raises(ValueError):
+        metrics.foot_locked_skating_ratio([joints], [])

@@ -120,6 +120,7 @@ def test_evaluation_report(run, tmp_path_factory):
     for heading in ("## VAE reconstruction", "## Text to motion (LCM)", "## Control (ControlNet)"):
         assert heading in report
     assert "| pelvis | 1 frame |" in report and "| right_wrist | 100 % |" in report
+    assert "| skating ratio | skating ratio, grounded | skating ratio, Foot Lock | real skating ratio |" in report
     assert "FID, R-precision, matching score and multimodality: **not computed**" in report
 
 

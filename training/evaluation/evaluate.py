@@ -155,11 +155,13 @@ def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
 def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, indices: list[int],
                    evaluator: Evaluator | None) -> dict[str, float]:
     generator = torch.Generator().manual_seed(settings.seed)
-    clips, real_clips, proxies, seconds = [], [], [], 0.0
+    clips, clip_features, real_clips, proxies, seconds = [], [], [], [], 0.0
     gen_emb, real_emb, text_emb = [], [], []
     for batch in _batches(dataset, indices, settings.batch_size):
         joints, feats, took = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
         clips += joints
+        clip_features += [f[:len(j)] for f, j in zip(denormalize(feats.float().cpu(), ckpt.mean, ckpt.std).numpy(),
+                                                     joints)]
         real_clips += _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])
         proxies.append(_proxy_embeddings(feats, batch["length"]))
         seconds += took
@@ -173,6 +175,7 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, in
     # shows as skating with a low body-motion ratio.
     result = {"skating ratio": metrics.mean_skating_ratio(clips),
               "skating ratio, grounded": metrics.mean_skating_ratio(clips, grounded=True),
+              "skating ratio, Foot Lock": metrics.foot_locked_skating_ratio(clips, clip_features),
               "real skating ratio": metrics.mean_skating_ratio(real_clips),
               "body-motion ratio": float(np.mean([metrics.body_motion(c) for c in clips])
                                          / np.mean([metrics.body_motion(c) for c in real_clips])),

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from backend.motion import Motion
+from backend.retarget import retarget
 from backend.retarget.feet import floor_height, skating_ratio
 
 CONTROL_KEYS = ("traj_fail_20cm", "traj_fail_50cm", "kps_fail_20cm", "kps_fail_50cm", "kps_mean_err(m)")
@@ -50,6 +52,14 @@ def mean_skating_ratio(clips: list[np.ndarray], grounded: bool = False) -> float
     if grounded:
         clips = [clip - np.array([0.0, floor_height(clip), 0.0]) for clip in clips]
     return float(np.mean([skating_ratio(clip) for clip in clips]))
+
+
+def foot_locked_skating_ratio(clips: list[np.ndarray], features: list[np.ndarray], fps: float = 20.0) -> float:
+    """Average skating ratio of clips (T, 22, 3) as the BVH writer and the add-on deliver them with Foot Lock:
+    retargeted onto the default body, grounded, each foot held still during the contacts that the clip's own
+    (T, 263) un-normalised features predict (`backend.retarget`)."""
+    return float(np.mean([skating_ratio(retarget(Motion(clip, fps=fps, features=feats), foot_lock=True).fk())
+                          for clip, feats in zip(clips, features, strict=True)]))
 
 
 def mpjpe(joints: np.ndarray, reference: np.ndarray, align_root: bool = False) -> float:
