@@ -27,7 +27,7 @@ from .errors import CheckpointError, InvalidRequest
 from .latent_tuning import OFFICIAL_CORRELATION_PENALTY, TuningSettings
 from .models import MotionLCM
 from .models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
-from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS
+from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS, LCMScheduler
 
 FORMAT = "motionlcm-blender-checkpoint"
 FORMAT_VERSION = 1
@@ -62,6 +62,10 @@ class LoadedCheckpoint:
     tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY  # latent tuning's correlation penalty for this model
     provenance: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
+
+    def lcm_scheduler(self) -> LCMScheduler:
+        """The consistency scheduler with this checkpoint's timesteps per step count (its `sampling` config)."""
+        return LCMScheduler(timesteps_step_map=self.lcm_timesteps)
 
 
 def _sha256(path: Path) -> str:

@@ -24,7 +24,6 @@ from .features import denormalize, features_to_joints
 from .latent_tuning import TuningSettings, tune_latents
 from .motion import Motion
 from .sampler import decode_latents, sample_ddim, sample_lcm
-from .schedulers import LCMScheduler
 from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 from .text_encoders import PromptCache, check_text_encoder, load_text_encoder
 
@@ -225,7 +224,7 @@ class MotionLCMPipeline:
             uncond = self.text_encoder.empty(1)
             return sample_ddim(self.model, text_emb, z_T, uncond_emb=uncond, hint=hint, hint_mask=hint_mask,
                                steps=steps, guidance=guidance)
-        scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
+        scheduler = self.checkpoint.lcm_scheduler()
         return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
                           guidance=guidance, noise=noise, scheduler=scheduler)
 
@@ -235,7 +234,7 @@ class MotionLCMPipeline:
         def callback(i: int, errors: torch.Tensor) -> None:
             stage("tuning", 0.2 + 0.5 * (i + 1) / iterations)
 
-        scheduler = LCMScheduler(timesteps_step_map=self.checkpoint.lcm_timesteps)
+        scheduler = self.checkpoint.lcm_scheduler()
         return tune_latents(self.model, z_T, text_emb, hint=hint, hint_mask=hint_mask,
                             raw_mean=torch.from_numpy(self.checkpoint.raw_mean),
                             raw_std=torch.from_numpy(self.checkpoint.raw_std), lengths=lengths,

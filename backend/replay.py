@@ -19,7 +19,6 @@ from .checkpoints import NORM_KEYS, load_any
 from .errors import InvalidRequest
 from .features import features_to_joints
 from .sampler import decode_latents, sample_lcm
-from .schedulers import LCMScheduler
 
 
 def _tensor(inputs: dict[str, np.ndarray], name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -54,7 +53,7 @@ def replay(checkpoint_path: str | Path, inputs: dict[str, np.ndarray], steps: in
     z0 = sample_lcm(loaded.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
                     guidance=guidance if guidance is not None else loaded.cfg_step_map.get(steps),
                     generator=generator, noise=noise, record=record,
-                    scheduler=LCMScheduler(timesteps_step_map=loaded.lcm_timesteps))
+                    scheduler=loaded.lcm_scheduler())
     feats_norm = decode_latents(loaded.model, z0, lengths)
     result = {k: v.numpy() for k, v in record.items()}
     result["feats_norm"] = feats_norm.numpy()

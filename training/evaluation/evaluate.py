@@ -24,7 +24,6 @@ import torch
 from backend.features import denormalize, features_to_joints
 from backend.latent_tuning import TuningSettings, tune_latents
 from backend.sampler import decode_latents, sample_lcm
-from backend.schedulers import LCMScheduler
 from backend.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
@@ -125,7 +124,7 @@ def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
     the checkpoint's own guidance and timesteps for `steps`, as the pipeline does. penalty: the latent tuning
     correlation penalty (default: the checkpoint's)."""
     start = time.perf_counter()
-    guidance, scheduler = ckpt.cfg_step_map[steps], LCMScheduler(timesteps_step_map=ckpt.lcm_timesteps)
+    guidance, scheduler = ckpt.cfg_step_map.get(steps), ckpt.lcm_scheduler()
     text_emb = encoder.encode(batch["text"])
     z_T = torch.randn((len(batch["text"]), *ckpt.config.latent_shape), generator=generator)
     noise = [torch.randn(z_T.shape, generator=generator) for _ in range(steps - 1)]
