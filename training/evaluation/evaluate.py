@@ -159,13 +159,13 @@ def text_to_motion(ckpt, encoder, dataset: HumanML3D, settings: EvalSettings, in
     for batch in _batches(dataset, indices, settings.batch_size):
         joints, feats, took = generate(ckpt, encoder, batch, settings.steps, generator, control=False)
         clips += joints
-        clip_features += [f[:len(j)] for f, j in zip(denormalize(feats.float().cpu(), ckpt.mean, ckpt.std).numpy(),
-                                                     joints)]
+        raw_feats = denormalize(feats.float().cpu(), ckpt.mean, ckpt.std)  # for Foot Lock and the evaluator
+        clip_features += [f[:len(j)] for f, j in zip(raw_feats.numpy(), joints)]
         real_clips += _joints(batch["motion"], ckpt.mean, ckpt.std, batch["length"])
         proxies.append(_proxy_embeddings(feats, batch["length"]))
         seconds += took
         if evaluator is not None:
-            gen_emb.append(evaluator.motion_embeddings(denormalize(feats, ckpt.mean, ckpt.std), batch["length"]))
+            gen_emb.append(evaluator.motion_embeddings(raw_feats, batch["length"]))
             real_emb.append(evaluator.motion_embeddings(denormalize(batch["motion"], ckpt.mean, ckpt.std),
                                                         batch["length"]))
             text_emb.append(evaluator.text_embeddings(batch[evaluator.text_key]))
