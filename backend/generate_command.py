@@ -89,7 +89,8 @@ def add_parser(subparsers: Any) -> None:
     bvh = p.add_argument_group("BVH output (--out *.bvh)")
     bvh.add_argument("--fps", type=float, default=None, help="BVH frame rate (default: the model's 20 fps)")
     bvh.add_argument("--in-place", action="store_true", help="remove horizontal root motion")
-    bvh.add_argument("--foot-lock", action="store_true", help="lock feet during ground contacts")
+    bvh.add_argument("--foot-lock", action=argparse.BooleanOptionalAction, default=True,
+                     help="pin each foot during the contacts the model predicts (default: on, as in the demo)")
     bvh.add_argument("--scale", type=float, default=1.0, help="BVH unit scale (100 for centimetres)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_generate)

@@ -38,7 +38,7 @@ class GenerationSettings:
     variations: int = 1
     target_fps: float = 24.0
     in_place: bool = False
-    foot_lock: bool = False
+    foot_lock: bool = True  # as the panel's default
     tuning: int = 0  # latent tuning iterations that fit the motion to its controls; 0 = the ControlNet alone
 
 

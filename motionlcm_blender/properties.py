@@ -75,7 +75,9 @@ class MotionLCMSettings(PropertyGroup):
                             description="Motions generated at once (consecutive seeds); each becomes an Action")
     start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")
     in_place: BoolProperty(name="In Place", default=False, description="Remove travel in the ground plane")
-    foot_lock: BoolProperty(name="Foot Lock", default=False, description="Pin the feet while they touch the ground")
+    foot_lock: BoolProperty(name="Foot Lock", default=True,
+                            description="Pin each foot while the model says it touches the ground (removes most "
+                                        "sliding of planted feet; moves a foot by at most 20 cm)")
     # On by default: the ControlNet alone follows paths only loosely with small models such as the shipped one
     # (0.4 m mean, 1 m worst on a walking quarter turn; 100 iterations: 8 cm, about 3 s on 2 CPU cores).
     fit_controls: BoolProperty(name="Fit Paths Precisely", default=True,

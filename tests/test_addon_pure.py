@@ -91,7 +91,7 @@ def test_generate_request_follows_the_protocol():
     request = generation_request.build_generate_request(_settings(prompt="  a person\n jumps "), [])
     assert request == {"type": "generate", "prompt": "a person jumps", "frames": 60, "controls": [], "steps": 2,
                        "guidance": None, "seed": 5, "variations": 1, "tuning": 0, "target_fps": 25.0,
-                       "in_place": False, "foot_lock": False, "rest_joints": None}
+                       "in_place": False, "foot_lock": True, "rest_joints": None}
 
 
 def test_path_fitting_is_sent_only_with_controls():

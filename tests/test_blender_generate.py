@@ -69,6 +69,12 @@ def test_path_density_sets_the_fraction_of_pinned_frames(scene):
     assert "strength" not in sent and "strength" not in control.bl_rna.properties
 
 
+def test_feet_are_locked_by_default_and_unticking_sends_it_off(scene):
+    assert generation.plan_generation(bpy.context).requests["generate"]["foot_lock"] is True
+    scene.motionlcm.foot_lock = False
+    assert generation.plan_generation(bpy.context).requests["generate"]["foot_lock"] is False
+
+
 def test_paths_are_fitted_by_default_and_unticking_sends_the_controlnet_alone(scene):
     bpy.ops.curve.primitive_bezier_curve_add()
     control = scene.motionlcm.controls.add()

@@ -142,6 +142,17 @@ def test_cli_generate_writes_npz_with_controls(tiny_checkpoint, tmp_path, capsys
     assert summary["outputs"] == [str(out)] and summary["settings"]["controlled"] is True
 
 
+@pytest.mark.parametrize("flag, locked", [([], True), (["--no-foot-lock"], False)])
+def test_cli_bvh_output_locks_feet_unless_told_not_to(tiny_checkpoint, tmp_path, monkeypatch, flag, locked):
+    from backend.retarget import command
+
+    written = {}
+    monkeypatch.setattr(command, "write_motion_bvh", lambda motion, path, **options: written.update(options))
+    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "2",
+                     "--out", str(tmp_path / "clip.bvh"), "--quiet", *flag])
+    assert code == 0 and written["foot_lock"] is locked
+
+
 def test_cli_reports_errors_without_traceback(tiny_checkpoint, tmp_path, capsys):
     code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "12",
                      "--out", str(tmp_path / "x.npz"), "--quiet"])
