@@ -21,6 +21,7 @@ from .checkpoints import LoadedCheckpoint, load_any
 from .controls import JointControl, build_hint
 from .errors import CheckpointError, InvalidRequest
 from .features import denormalize, features_to_joints
+from .fitting import FitReport, fit_motion
 from .latent_tuning import TuningSettings, tune_latents
 from .motion import Motion
 from .sampler import decode_latents, sample_ddim, sample_lcm
@@ -49,6 +50,7 @@ class GenerationResult:
     seeds: list[int]
     timings: dict[str, float]  # milliseconds per stage, plus "total"
     settings: dict[str, Any] = field(default_factory=dict)
+    fit_reports: list[FitReport] = field(default_factory=list)  # one per sample with controls, else empty
 
     @property
     def motions(self) -> list[Motion]:
@@ -137,7 +139,7 @@ class MotionLCMPipeline:
     def generate(self, prompts: Sequence[str], lengths: Sequence[int],
                  controls: Sequence[Sequence[JointControl] | None] | None = None, steps: int = 1,
                  guidance: float | None = None, seed: int | None = None, variations: int = 1,
-                 tuning: int = 0, progress: ProgressFn | None = None,
+                 tuning: int = 0, fit: bool = True, progress: ProgressFn | None = None,
                  should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
         """Generate `variations` motions per prompt. Sample i (prompt-major) uses seed `seed + i`.
 
@@ -145,8 +147,11 @@ class MotionLCMPipeline:
         steps: 1/2/4 LCM steps (or the DDIM step count for a checkpoint without LCM w-conditioning).
         guidance: the LCM w (default: the checkpoint's map for `steps`) or the DDIM CFG scale.
         tuning: iterations of consistency latent tuning (backend.latent_tuning) that make the motion meet its
-        controls closely, with the checkpoint's correlation penalty; 0 = off (the ControlNet alone). It costs
-        about one decode per iteration.
+        controls closely, with the checkpoint's correlation penalty; 0 = off. It costs about one decode per
+        iteration.
+        fit: bend the decoded motion onto its controls (backend.fitting: the pelvis exact, limbs by IK; a few
+        milliseconds); False is the draft, the ControlNet (and any tuning) alone. Either way `fit_reports` holds
+        each sample's control errors and warnings.
         """
         controls = self._validate(prompts, lengths, controls, steps, guidance, variations)
         if tuning:
@@ -198,15 +203,32 @@ class MotionLCMPipeline:
                 feats = denormalize(decode_latents(self.model, z0, sample_lengths), self._mean, self._std)
             with clock("joints"):
                 joints = features_to_joints(feats)
+            joints, feats = joints.float().cpu().numpy(), feats.float().cpu().numpy()
+            reports = []
+            if any(sample_controls):
+                stage("fitting", 0.9)
+                with clock("fitting"):
+                    reports = self._fit(joints, feats, sample_controls, sample_lengths, fit)
             stage("done", 1.0)
         timings["total"] = sum(timings.values())
         settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
                     "checkpoint": self.checkpoint.checkpoint_id, "text_encoder": self.text_encoder.id,
                     "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None, "tuning": tuning,
-                    "tuning_penalty": self.checkpoint.tuning_penalty if tuning else None, "device": str(self.device)}
-        return GenerationResult(joints=joints.float().cpu().numpy(), features=feats.float().cpu().numpy(),
-                                lengths=sample_lengths, prompts=sample_prompts, seeds=seeds, timings=timings,
-                                settings=settings)
+                    "tuning_penalty": self.checkpoint.tuning_penalty if tuning else None,
+                    "fit": bool(fit and hint is not None), "device": str(self.device)}
+        return GenerationResult(joints=joints, features=feats, lengths=sample_lengths, prompts=sample_prompts,
+                                seeds=seeds, timings=timings, settings=settings, fit_reports=reports)
+
+    @staticmethod
+    def _fit(joints: np.ndarray, feats: np.ndarray, controls: list[list[JointControl]], lengths: list[int],
+             fit: bool) -> list[FitReport]:
+        """Fit each sample in place (its own frames only) and return the reports."""
+        reports = []
+        for i, (sample, n) in enumerate(zip(controls, lengths)):
+            fitted = fit_motion(joints[i, :n], feats[i, :n], sample, fit=fit)
+            joints[i, :n], feats[i, :n] = fitted.joints, fitted.features
+            reports.append(fitted.report)
+        return reports
 
     def _initial_noise(self, seeds: list[int], steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """z_T and the LCM re-noising tensors, drawn on the CPU per sample so that results do not depend on

@@ -1,0 +1,323 @@
+"""Control fitting: a decoded motion bent onto its joint controls, exactly, in milliseconds.
+
+The ControlNet steers the sampler towards the controls but does not meet them. This step, after features ->
+joints, meets them by changing only what each control owns:
+
+- pelvis: the root trajectory is warped. Controlled frames get the control's position; between sparse waypoints
+  the offset to the drafted path is interpolated (monotone cubic), outside them it is held. Where the body travels,
+  its heading turns with the path's tangent (the drafted facing-to-travel angle is kept, so a sidestep stays a
+  sidestep); every pose relative to the pelvis is kept. The pelvis height moves the upper body, and each leg is
+  re-solved by two-bone IK so that its ankle stays where it was (lifted only when the leg cannot reach).
+- head: the upper body turns about spine1 to point at the target (the remaining distance is reported).
+- wrists: two-bone IK from the shoulder, the upper body leaning about spine1 first where the target is past arm's
+  length; feet: two-bone IK from the hip, the foot carried with the ankle.
+  Offsets are interpolated between waypoints and eased out over EASE_FRAMES outside them.
+
+What cannot be met (out of reach, a pelvis outside PELVIS_HEIGHT_RANGE, a path faster than MAX_PATH_SPEED) is not
+silenced: `FitReport` carries the error reached per joint and a warning that names it. The features are rewritten
+from the fitted joints (root block, ric, velocities; contacts and rotations kept), so `features_to_joints` of them
+reproduces the fitted motion up to its placement at frame 0, which features cannot hold (origin, facing +Z).
+Space: HumanML3D (metres, Y up, 20 fps; facing angle = atan2(x, z)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+from .controls import JointControl
+from .features import RIC_SLICE, VELOCITY_SLICE
+from .retarget.feet import two_bone_ik
+from .skeleton import FPS, JOINT_INDEX, NUM_JOINTS, PARENTS
+
+MOVING_SPEED = 0.3  # m/s: below it (either path) the travel direction means nothing, so heading is not turned
+HEADING_SIGMA = 4.0  # frames: how fast the heading follows a turn of the path (0.2 s)
+EASE_FRAMES = 10  # a limb's correction fades out over 0.5 s outside its controlled frames
+PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # metres: lying low to the top of a jump; outside it the pelvis is not moved
+MAX_PATH_SPEED = 8.0  # m/s over SPEED_WINDOW frames: beyond a sprint; the path is followed and the feet slide
+SPEED_WINDOW = 10
+TRAVEL_RATIO, TRAVEL_CHECK_M = 2.0, 1.0  # path length against the draft's beyond which the feet must slide
+LEAN_STEPS = 9  # lean fractions tried for a wrist beyond arm's length
+ERROR_WARNING = (0.05, 0.15)  # metres, mean and max: a fitted control further off than this is reported
+
+_J = JOINT_INDEX
+_LEGS = ((_J["left_hip"], _J["left_knee"], _J["left_ankle"], _J["left_foot"]),
+         (_J["right_hip"], _J["right_knee"], _J["right_ankle"], _J["right_foot"]))
+_ARMS = {"left_wrist": (_J["left_shoulder"], _J["left_elbow"], _J["left_wrist"]),
+         "right_wrist": (_J["right_shoulder"], _J["right_elbow"], _J["right_wrist"])}
+_LEG_OF_FOOT = {"left_foot": _LEGS[0], "right_foot": _LEGS[1]}
+
+
+def _subtree(root: int) -> list[int]:
+    out = [root]
+    for j in range(NUM_JOINTS):
+        if PARENTS[j] in out:
+            out.append(j)
+    return out
+
+
+_UPPER_BODY = _subtree(_J["spine2"])  # what turns about spine1 for a head control
+_LOWER_LEGS = [j for leg in _LEGS for j in leg[1:]]  # knees, ankles, feet: kept by IK when the pelvis height moves
+
+
+@dataclass
+class JointError:
+    mean: float  # metres over the controlled frames
+    max: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean_m": round(self.mean, 4), "max_m": round(self.max, 4)}
+
+
+@dataclass
+class FitReport:
+    """Per controlled joint, the error of the draft (the ControlNet alone) and of the delivered motion."""
+
+    fitted: bool
+    draft: dict[str, JointError] = field(default_factory=dict)
+    final: dict[str, JointError] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"fitted": self.fitted, "draft": {j: e.to_dict() for j, e in self.draft.items()},
+                "error": {j: e.to_dict() for j, e in self.final.items()}, "warnings": list(self.warnings)}
+
+
+def control_errors(joints: np.ndarray, controls: Sequence[JointControl]) -> dict[str, JointError]:
+    """Distance (m) of each controlled joint from its control positions, over the controlled frames."""
+    out = {}
+    for c in controls:
+        d = np.linalg.norm(joints[c.frames, c.index] - c.positions, axis=-1)
+        out[c.joint] = JointError(float(d.mean()), float(d.max()))
+    return out
+
+
+def _offsets(control: JointControl, current: np.ndarray, length: int, hold: bool) -> np.ndarray:
+    """(length, 3) correction from `current` (length, 3) to the control: exact at its frames, monotone cubic
+    between them; outside them held (`hold`) or eased to zero over EASE_FRAMES."""
+    frames = control.frames
+    delta = control.positions.astype(np.float64) - current[frames]
+    t = np.arange(length)
+    if len(frames) == 1:
+        out = np.repeat(delta, length, axis=0)
+    else:
+        out = PchipInterpolator(frames, delta, axis=0, extrapolate=False)(t)
+        out[t < frames[0]], out[t > frames[-1]] = delta[0], delta[-1]
+    if not hold:
+        gap = np.maximum(frames[0] - t, t - frames[-1]).clip(min=0)
+        x = np.clip(1.0 - gap / (EASE_FRAMES + 1.0), 0.0, 1.0)
+        out *= (x * x * (3 - 2 * x))[:, None]
+    return out
+
+
+def _direction_angle(xz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the travel direction angle atan2(dx, dz) of a smoothed (T, 2) path, and its speed (m/s)."""
+    smooth = gaussian_filter1d(xz, 2.0, axis=0, mode="nearest")
+    v = np.gradient(smooth, axis=0) * FPS
+    return np.arctan2(v[:, 0], v[:, 1]), np.linalg.norm(v, axis=-1)
+
+
+def heading_change(draft_xz: np.ndarray, target_xz: np.ndarray) -> np.ndarray:
+    """(T,) yaw (radians, about +Y, atan2(x, z) convention) turning the draft's travel onto the target's.
+
+    Averaged as unit vectors weighted by how much both paths move (so gait sway and standing still do not
+    turn the body); where neither moves nearby, the nearest moving frames' turn is held."""
+    a_draft, s_draft = _direction_angle(draft_xz)
+    a_target, s_target = _direction_angle(target_xz)
+    weight = np.clip(np.minimum(s_draft, s_target) / MOVING_SPEED, 0.0, 1.0) ** 2
+    turn = np.exp(1j * (a_target - a_draft)) * weight
+    smooth = gaussian_filter1d(turn.real, HEADING_SIGMA, mode="nearest") \
+        + 1j * gaussian_filter1d(turn.imag, HEADING_SIGMA, mode="nearest")
+    known = np.abs(smooth) > 0.05 * max(float(np.abs(smooth).max()), 1e-12)
+    if not known.any() or weight.max() == 0:
+        return np.zeros(len(draft_xz))
+    angle = np.unwrap(np.angle(smooth[known]))
+    return np.interp(np.arange(len(draft_xz)), np.flatnonzero(known), angle)
+
+
+def _yaw(angle: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors (..., 3) by `angle` (broadcast over leading axes) about +Y: direction angle + `angle`."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, z = v[..., 0], v[..., 2]
+    return np.stack([x * c + z * s, v[..., 1], -x * s + z * c], axis=-1)
+
+
+def _set_pelvis_height(joints: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """Raise or lower everything above the knees to `height` (T,); legs re-solved to keep the ankles."""
+    out = joints.copy()
+    dy = height - joints[:, 0, 1]
+    upper = [j for j in range(NUM_JOINTS) if j not in _LOWER_LEGS]
+    out[:, upper, 1] += dy[:, None]
+    forward = _forward(out)
+    for hip, knee, ankle, foot in _LEGS:
+        lift = out[:, hip] - joints[:, hip]  # the knee starts where the hip took it, to keep its bend plane
+        knee_p, ankle_p = two_bone_ik(out[:, hip], joints[:, knee] + lift, joints[:, ankle] + lift,
+                                      joints[:, ankle], forward)
+        out[:, foot] = joints[:, foot] + ankle_p - joints[:, ankle]
+        out[:, knee], out[:, ankle] = knee_p, ankle_p
+    return out
+
+
+def _forward(joints: np.ndarray) -> np.ndarray:
+    """Horizontal forward directions (T, 3) from the hips: where knees bend."""
+    across = joints[:, _J["left_hip"]] - joints[:, _J["right_hip"]]
+    return np.stack([-across[:, 2], np.zeros(len(joints)), across[:, 0]], axis=-1)  # across x up
+
+
+def fit_pelvis(joints: np.ndarray, control: JointControl, warnings: list[str]) -> np.ndarray:
+    """The motion with its pelvis on `control` (see the module docstring)."""
+    length = len(joints)
+    target = joints[:, 0] + _offsets(control, joints[:, 0], length, hold=True)
+    low, high = PELVIS_HEIGHT_RANGE
+    if target[:, 1].min() < low or target[:, 1].max() > high:
+        worst = float(target[:, 1].max() if target[:, 1].max() > high else target[:, 1].min())
+        warnings.append(f"pelvis: the path reaches {worst:.2f} m above the floor; a body's pelvis stays between "
+                        f"{low:g} and {high:g} m, so it is kept in that range there")
+        target[:, 1] = target[:, 1].clip(low, high)
+    window = min(SPEED_WINDOW, length - 1)
+    travel = np.linalg.norm(target[window:, [0, 2]] - target[:-window, [0, 2]], axis=-1) * FPS / window
+    if travel.size and travel.max() > MAX_PATH_SPEED:
+        warnings.append(f"pelvis: the path moves at up to {travel.max():.1f} m/s, faster than a person runs "
+                        f"(about {MAX_PATH_SPEED:g} m/s at most): it is followed, but the feet slide")
+    drafted, wanted = (float(np.linalg.norm(np.diff(p[:, [0, 2]], axis=0), axis=-1).sum()) for p in (joints[:, 0], target))
+    if wanted > TRAVEL_CHECK_M and not 1 / TRAVEL_RATIO <= drafted / max(wanted, 1e-9) <= TRAVEL_RATIO:
+        warnings.append(f"pelvis: the generated motion travels {drafted:.1f} m but the path is {wanted:.1f} m long: "
+                        "the pelvis follows the path, but the feet slide; a prompt whose motion covers that ground "
+                        "(walks, runs) fits better")
+    turn = heading_change(joints[:, 0, [0, 2]], target[:, [0, 2]])
+    pelvis_xz = joints[:, :1] * np.array([1.0, 0.0, 1.0])
+    out = _yaw(turn[:, None], joints - pelvis_xz) + target[:, None] * np.array([1.0, 0.0, 1.0])
+    return _set_pelvis_height(out, target[:, 1])
+
+
+def fit_head(joints: np.ndarray, control: JointControl) -> np.ndarray:
+    """Turn the upper body about spine1 so the head points at its (interpolated) target."""
+    length, spine1, head = len(joints), _J["spine1"], _J["head"]
+    goal = joints[:, head] + _offsets(control, joints[:, head], length, hold=False)
+    return _turn_upper_body(joints, _rotation_between(joints[:, head] - joints[:, spine1], goal - joints[:, spine1]))
+
+
+def _rotation_between(u: np.ndarray, v: np.ndarray, fraction: np.ndarray | float = 1.0) -> np.ndarray:
+    """(T, 3, 3) rotations by `fraction` (T,) of the shortest arc taking directions u to v (Rodrigues)."""
+    u = u / np.linalg.norm(u, axis=-1, keepdims=True).clip(min=1e-9)
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True).clip(min=1e-9)
+    axis = np.cross(u, v)
+    angle = np.arctan2(np.linalg.norm(axis, axis=-1), (u * v).sum(-1)) * fraction
+    k = axis / np.linalg.norm(axis, axis=-1).clip(min=1e-12)[:, None]
+    kx = np.zeros((len(u), 3, 3))
+    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    kx -= kx.transpose(0, 2, 1)
+    return np.eye(3) + np.sin(angle)[:, None, None] * kx + (1 - np.cos(angle))[:, None, None] * kx @ kx
+
+
+def _turn_upper_body(joints: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    spine1 = joints[:, _J["spine1"], None]
+    out = joints.copy()
+    out[:, _UPPER_BODY] = np.einsum("tij,tkj->tki", rot, joints[:, _UPPER_BODY] - spine1) + spine1
+    return out
+
+
+def _lean_towards(joints: np.ndarray, shoulder: int, reach: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Lean the upper body about spine1 towards `goal` just enough (per frame, then smoothed) for the arm's
+    `reach` (T,) from `shoulder` to meet it: what a person does to touch something past arm's length."""
+    spine1 = joints[:, _J["spine1"]]
+    fractions = np.linspace(0.0, 1.0, LEAN_STEPS)
+    need = np.ones(len(joints))
+    for f in fractions[::-1]:  # the smallest lean that reaches
+        rot = _rotation_between(joints[:, shoulder] - spine1, goal - spine1, f)
+        moved = np.einsum("tij,tj->ti", rot, joints[:, shoulder] - spine1) + spine1
+        need = np.where(np.linalg.norm(goal - moved, axis=-1) <= reach, f, need)
+    need = gaussian_filter1d(maximum_filter1d(need, 5), 1.5, mode="nearest")
+    return _turn_upper_body(joints, _rotation_between(joints[:, shoulder] - spine1, goal - spine1, need))
+
+
+def fit_limb(joints: np.ndarray, control: JointControl) -> np.ndarray:
+    """Two-bone IK of a wrist (from its shoulder) or a foot (from its hip, the foot carried with the ankle)."""
+    length, out = len(joints), joints.copy()
+    forward = _forward(joints)
+    if control.joint in _ARMS:
+        root, mid, end = _ARMS[control.joint]
+        goal = joints[:, end] + _offsets(control, joints[:, end], length, hold=False)
+        reach = 0.999 * (np.linalg.norm(joints[:, mid] - joints[:, root], axis=-1)
+                         + np.linalg.norm(joints[:, end] - joints[:, mid], axis=-1))
+        out = _lean_towards(joints, root, reach, goal)
+        out[:, mid], out[:, end] = two_bone_ik(out[:, root], out[:, mid], out[:, end], goal, -forward)
+        return out
+    hip, knee, ankle, foot = _LEG_OF_FOOT[control.joint]
+    shift = _offsets(control, joints[:, foot], length, hold=False)
+    out[:, knee], out[:, ankle] = two_bone_ik(joints[:, hip], joints[:, knee], joints[:, ankle],
+                                              joints[:, ankle] + shift, forward)
+    out[:, foot] = joints[:, foot] + out[:, ankle] - joints[:, ankle]
+    return out
+
+
+def fit_joints(joints: np.ndarray, controls: Sequence[JointControl]) -> tuple[np.ndarray, list[str]]:
+    """(T, 22, 3) joints fitted to `controls` (pelvis first, then head, wrists, feet) and the warnings raised."""
+    warnings: list[str] = []
+    out = np.asarray(joints, dtype=np.float64)
+    by_joint = {c.joint: c for c in controls}
+    if "pelvis" in by_joint:
+        out = fit_pelvis(out, by_joint["pelvis"], warnings)
+    if "head" in by_joint:
+        out = fit_head(out, by_joint["head"])
+    for name in ("left_wrist", "right_wrist", "left_foot", "right_foot"):
+        if name in by_joint:
+            out = fit_limb(out, by_joint[name])
+    return out, warnings
+
+
+def refit_features(features: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """`features` (T, 263) rewritten for `joints` (T, 22, 3): root block, ric and joint velocities from the joints
+    (placed at the origin facing +Z at frame 0, as features are); 6D rotations and contacts kept."""
+    out = np.array(features, dtype=np.float64)
+    facing = _facing_angles(joints, out)
+    canon = _yaw(-facing[0], joints - joints[:1, :1] * np.array([1.0, 0.0, 1.0]))
+    rel = facing - facing[0]  # facing angle per frame in the canonical placement
+    out[:-1, 0] = -0.5 * np.diff(rel)  # HumanML3D: minus half the yaw change (a left turn is negative)
+    root = canon[:, 0]
+    out[:-1, 1:3] = _yaw(-rel[1:], root[1:] - root[:-1])[:, [0, 2]]
+    out[:, 3] = root[:, 1]
+    root_xz = root * np.array([1.0, 0.0, 1.0])
+    out[:, RIC_SLICE] = _yaw(-rel[:, None], canon[:, 1:] - root_xz[:, None]).reshape(len(out), -1)
+    out[:-1, VELOCITY_SLICE] = _yaw(-rel[:-1, None], canon[1:] - canon[:-1]).reshape(len(out) - 1, -1)
+    return out.astype(np.float32)
+
+
+def _facing_angles(joints: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """World facing angle per frame of fitted `joints`, from the features' own (draft) facing: the ric block is
+    body-relative, so the yaw taking a frame's ric onto its world joints is the facing."""
+    ric = features[:, RIC_SLICE].reshape(len(features), NUM_JOINTS - 1, 3)
+    world = joints[:, 1:] - joints[:, :1] * np.array([1.0, 0.0, 1.0])
+    # Best yaw aligning ric to world on the horizontal plane (Procrustes in 2-D), weighted by horizontal extent.
+    cross = (ric[..., 2] * world[..., 0] - ric[..., 0] * world[..., 2]).sum(-1)
+    dot = (ric[..., 0] * world[..., 0] + ric[..., 2] * world[..., 2]).sum(-1)
+    return np.unwrap(np.arctan2(cross, dot))
+
+
+@dataclass
+class FittedMotion:
+    joints: np.ndarray  # (T, 22, 3) float32
+    features: np.ndarray  # (T, 263) float32
+    report: FitReport
+
+
+def fit_motion(joints: np.ndarray, features: np.ndarray, controls: Sequence[JointControl],
+               fit: bool = True) -> FittedMotion:
+    """Fit one decoded motion (its own length) to its controls; `fit=False` only measures the draft."""
+    draft = control_errors(joints, controls)
+    if not fit or not controls:
+        return FittedMotion(joints, features, FitReport(False, draft, dict(draft)))
+    fitted, warnings = fit_joints(joints, controls)
+    final = control_errors(fitted, controls)
+    mean_limit, max_limit = ERROR_WARNING
+    for name, err in final.items():
+        if err.mean > mean_limit or err.max > max_limit:
+            why = "out of reach of the body" if name != "pelvis" else "outside what a body can do"
+            warnings.append(f"{name}: {err.mean:.2f} m from its control on average, {err.max:.2f} m at worst "
+                            f"({why})")
+    return FittedMotion(fitted.astype(np.float32), refit_features(features, fitted),
+                        FitReport(True, draft, final, warnings))
