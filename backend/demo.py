@@ -21,7 +21,6 @@ from .skeleton import FPS, MAX_FRAMES
 DEFAULT_PROMPT = "a person walks in a circle"
 CIRCLE_DIAMETER = 3.0  # metres
 BLEND_FPS = 30.0
-DEMO_TUNING = 200  # latent tuning iterations: the default ControlNet alone follows the circle only loosely
 
 
 def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float = 0.95) -> np.ndarray:
@@ -32,6 +31,7 @@ def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float 
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from .generate_command import report_fit
     from .handlers import result_fields, skeleton_fields
     from .pipeline import MotionLCMPipeline
     from .preview import render_gif
@@ -46,7 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
     path = pelvis_circle(frames, height=height)
     control = JointControl.dense("pelvis", path.astype(np.float32))
     generation = pipe.generate([args.prompt], [frames], controls=[[control]], steps=args.steps, seed=args.seed,
-                               tuning=args.tuning)
+                               tuning=0 if args.draft else args.tuning, fit=not args.draft)
+    report_fit(generation.fit_reports, generation.seeds)
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
     # The default character, as the add-on's Create SMPL Character gets it; the BVH and the .blend share it.
@@ -77,6 +78,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
+    from .generate_command import add_fit_arguments
+
     p = subparsers.add_parser("demo", help="the main job on the shipped defaults: .npz, .bvh, .gif and .blend",
                               description=__doc__.splitlines()[0])
     p.add_argument("--out", default="motionlcm_demo", help="output folder (default ./motionlcm_demo)")
@@ -84,8 +87,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seconds", type=float, default=MAX_FRAMES / FPS, help="duration (default 9.8 s)")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tuning", type=int, default=DEMO_TUNING, metavar="N",
-                   help=f"latent tuning iterations fitting the pelvis to the circle (default {DEMO_TUNING}; 0: off)")
+    add_fit_arguments(p)
     p.add_argument("--checkpoint", default=None, help="default: the checkpoint shipped with the package")
     p.add_argument("--text-encoder", default=None,
                    help="local text-encoder folder (official checkpoints need sentence-t5-large)")

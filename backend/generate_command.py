@@ -24,6 +24,27 @@ def _output_paths(out: Path, count: int) -> list[Path]:
     return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(count)]
 
 
+def report_fit(reports: list, seeds: list[int]) -> None:
+    """Each sample's control error on stderr, and every warning: a control that was not met is never silent."""
+    for report, seed in zip(reports, seeds):
+        errors = ", ".join(f"{joint} {err.mean * 100:.1f} cm mean, {err.max * 100:.1f} cm max"
+                           for joint, err in report.final.items())
+        what = "fitted" if report.fitted else "draft (no fitting)"
+        print(f"seed {seed}: controls {what}: {errors}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning (seed {seed}): {warning}", file=sys.stderr)
+
+
+def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """--draft and --tuning: the same default as the add-on and the server (fit the controls)."""
+    p.add_argument("--draft", action="store_true",
+                   help="no fitting: the ControlNet alone (paths followed loosely); default: the motion is fitted "
+                        "to its controls, the pelvis exactly on its path (a few milliseconds)")
+    p.add_argument("--tuning", type=int, default=0, metavar="N",
+                   help="before fitting, N iterations of latent tuning (MotionLCM-V2) pull the sample itself "
+                        "towards the controls (about 70 ms each on a 2-core CPU with the default model); default 0")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -44,8 +65,10 @@ def run_generate(args: argparse.Namespace) -> int:
     bar.set_postfix_str("loading")
     pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
     result = pipe.generate([args.prompt], [frames], controls=[controls], steps=args.steps, guidance=args.guidance,
-                           seed=args.seed, variations=args.variations, tuning=args.tuning, progress=progress)
+                           seed=args.seed, variations=args.variations, tuning=0 if args.draft else args.tuning,
+                           fit=not args.draft, progress=progress)
     bar.close()
+    report_fit(result.fit_reports, result.seeds)
     paths = _output_paths(out, len(result.motions))
     out.parent.mkdir(parents=True, exist_ok=True)
     for motion, path in zip(result.motions, paths):
@@ -60,6 +83,8 @@ def run_generate(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"outputs": [str(p) for p in paths], "seeds": result.seeds,
                                "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
                                "settings": result.settings}
+    if result.fit_reports:
+        summary["controls"] = [r.to_dict() for r in result.fit_reports]
     print(json.dumps(summary), file=sys.stderr)
     return 0
 
@@ -77,9 +102,7 @@ def add_parser(subparsers: Any) -> None:
                    help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable")
     p.add_argument("--steps", type=int, default=1, help="LCM steps: 1, 2 or 4 (default 1)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the checkpoint's)")
-    p.add_argument("--tuning", type=int, default=0, metavar="N",
-                   help="fit the motion to its controls with N iterations of latent tuning (e.g. 100; slower, "
-                        "much closer to the path); default 0: the ControlNet alone")
+    add_fit_arguments(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--variations", type=int, default=1, help="number of motions to generate (out_0, out_1, ...)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")

@@ -43,14 +43,18 @@ def skeleton_fields(body: Any, encode: Callable[[np.ndarray], Any] = encode_arra
 
 
 def result_fields(seeds: list[int], targets: list[Any], settings: dict[str, Any], timings: dict[str, float],
-                  encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
-    """The `result` of a generate: one entry per retargeted variation (backend.retarget.Retargeted)."""
+                  encode: Callable[[np.ndarray], Any] = encode_array,
+                  fit_reports: list[Any] | None = None) -> dict[str, Any]:
+    """The `result` of a generate: one entry per retargeted variation (backend.retarget.Retargeted), each with
+    its control report (backend.fitting.FitReport) when the request had controls."""
     first = targets[0]  # every variation shares the skeleton, frame rate and length
+    variations = [{"seed": int(seed), "root_translation": encode(target.root_translation),
+                   "local_quats": encode(target.local_quats), "joints": encode(target.fk())}
+                  for seed, target in zip(seeds, targets)]
+    for variation, report in zip(variations, fit_reports or []):
+        variation["controls"] = report.to_dict()
     return {"fps": float(first.fps), "frame_count": first.num_frames, "joint_names": list(first.joint_names),
-            "parents": list(first.parents), "rest_joints": encode(first.rest_joints),
-            "variations": [{"seed": int(seed), "root_translation": encode(target.root_translation),
-                            "local_quats": encode(target.local_quats), "joints": encode(target.fk())}
-                           for seed, target in zip(seeds, targets)],
+            "parents": list(first.parents), "rest_joints": encode(first.rest_joints), "variations": variations,
             "settings": _jsonable(settings), "timings": timings}
 
 
@@ -61,7 +65,7 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     generation = pipeline.generate(
         [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
         steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
-        tuning=request.tuning, progress=report)
+        tuning=request.tuning, fit=request.fit, progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
     targets = []
@@ -74,7 +78,7 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     timings["total"] = (time.perf_counter() - start) * 1000.0
     settings = {**generation.settings, "prompt": request.prompt, "frames": request.frames,
                 "target_fps": float(targets[0].fps), "in_place": request.in_place, "foot_lock": request.foot_lock}
-    return result_fields(generation.seeds, targets, settings, timings)
+    return result_fields(generation.seeds, targets, settings, timings, fit_reports=generation.fit_reports)
 
 
 def _jsonable(value: Any) -> Any:

@@ -56,7 +56,8 @@ class GenerationResult:
     def motions(self) -> list[Motion]:
         """One `Motion` per sample, trimmed to its length, with prompt, seed and settings in `meta`."""
         return [Motion(joints=self.joints[i, :n], fps=FPS, features=self.features[i, :n],
-                       meta={**self.settings, "prompt": self.prompts[i], "seed": self.seeds[i]})
+                       meta={**self.settings, "prompt": self.prompts[i], "seed": self.seeds[i],
+                             **({"controls": self.fit_reports[i].to_dict()} if self.fit_reports else {})})
                 for i, n in enumerate(self.lengths)]
 
 

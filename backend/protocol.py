@@ -142,7 +142,8 @@ class GenerateRequest:
     guidance: float | None = None
     seed: int | None = None
     variations: int = 1
-    tuning: int = 0  # consistency latent tuning iterations (backend.latent_tuning); 0 = the ControlNet alone
+    tuning: int = 0  # consistency latent tuning iterations (backend.latent_tuning) before fitting; 0 = none
+    fit: bool = True  # bend the motion onto its controls (backend.fitting); false: the draft, the ControlNet alone
     target_fps: float | None = None
     in_place: bool = False
     foot_lock: bool = False
@@ -157,8 +158,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _bool(message: dict[str, Any], name: str) -> bool:
-    value = message.get(name, False)
+def _bool(message: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = message.get(name, default)
     if not isinstance(value, bool):
         raise InvalidRequest(f"{name} must be true or false, got {value!r}.")
     return value
@@ -240,7 +241,8 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
         prompt=prompt, frames=frames, controls=_controls(message.get("controls"), frames), steps=steps,
         guidance=None if guidance is None else float(guidance), seed=seed, variations=variations, tuning=tuning,
         target_fps=None if target_fps is None else float(target_fps),
-        in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton)
+        in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton,
+        fit=_bool(message, "fit", default=True))
 
 
 def parse_cancel(message: dict[str, Any]) -> str | int:

@@ -39,7 +39,8 @@ class GenerationSettings:
     target_fps: float = 24.0
     in_place: bool = False
     foot_lock: bool = True  # as the panel's default
-    tuning: int = 0  # latent tuning iterations that fit the motion to its controls; 0 = the ControlNet alone
+    fit: bool = True  # bend the motion onto its controls (the backend's fitting); False = the draft
+    tuning: int = 0  # latent tuning iterations before fitting; 0 = none
 
 
 def validate_prompt(prompt: str) -> str:
@@ -111,7 +112,7 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
         raise RequestError(f"Guidance must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got "
                            f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
     if not 0 <= settings.tuning <= MAX_TUNING:
-        raise RequestError(f"Path fitting takes 0 to {MAX_TUNING} iterations, got {settings.tuning}.")
+        raise RequestError(f"Latent tuning takes 0 to {MAX_TUNING} iterations, got {settings.tuning}.")
     if settings.seed is not None and settings.seed < 0:
         raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
     if not 0 < settings.target_fps <= 240:
@@ -129,9 +130,26 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
         "guidance": settings.guidance,
         "seed": settings.seed,
         "variations": settings.variations,
+        "fit": settings.fit,
         "tuning": settings.tuning if controls else 0,  # tuning fits controls: nothing to fit without them
         "target_fps": float(settings.target_fps),
         "in_place": settings.in_place,
         "foot_lock": settings.foot_lock,
         "rest_joints": None if rest_joints is None else np.asarray(rest_joints, dtype=float).round(6).tolist(),
     }
+
+
+def control_summary(result: dict[str, Any]) -> tuple[str, list[str]]:
+    """From a `generate` result: how far the first variation's controlled joints are from their controls (one
+    line, empty without controls) and every variation's warnings (seed-tagged when there are several)."""
+    variations = [v for v in result.get("variations", []) if v.get("controls")]
+    if not variations:
+        return "", []
+    errors = variations[0]["controls"].get("error", {})
+    line = "; ".join(f"{joint.replace('_', ' ')} {e['mean_m'] * 100:.1f} cm from its control on average "
+                     f"({e['max_m'] * 100:.1f} cm at worst)" for joint, e in errors.items())
+    warnings = []
+    for v in variations:
+        tag = f"seed {v.get('seed')}: " if len(variations) > 1 else ""
+        warnings += [tag + w for w in v["controls"].get("warnings", [])]
+    return line, warnings

@@ -31,6 +31,7 @@ class GenerationRun:
         self.state = RUNNING
         self.failed = False  # CANCELLED by an error rather than by the user
         self.message = ""
+        self.warnings: list[str] = []  # controls the result did not meet (the backend's figures)
         self.timer = None  # the operator's window timer (bpy.types.Timer), removed when the operator ends
 
     @classmethod
@@ -77,9 +78,11 @@ class GenerationRun:
         except Exception as exc:  # apply_generation has put the scene back
             return self._fail(f"Could not apply the motion: {exc}")
         bpy.ops.ed.undo_push(message="MotionLCM: " + ("Create Character" if self.character_only else "Generate"))
-        done = f"created {obj.name}." if self.character_only else \
-            f"baked '{obj.animation_data.action.name}' onto {obj.name}."
-        return self._end(FINISHED, done, session.set_info)
+        if self.character_only:
+            return self._end(FINISHED, f"created {obj.name}.", session.set_info)
+        fit, self.warnings = generation_request.control_summary(self.job.results.get("generate", {}))
+        done = f"baked '{obj.animation_data.action.name}' onto {obj.name}." + (f" {fit}." if fit else "")
+        return self._end(FINISHED, done, lambda message: session.set_info(message, self.warnings))
 
     def cancel(self) -> None:
         """Stop waiting (Esc, the Cancel button, the add-on disabled); the scene is not touched."""

@@ -81,6 +81,8 @@ class _BackendOperator:
         _redraw_panels(context)
         level = "INFO" if run.state == FINISHED else "ERROR" if run.failed else "WARNING"
         self.report({level}, run.message if run.failed else f"MotionLCM: {run.message}")
+        for warning in run.warnings:
+            self.report({"WARNING"}, f"MotionLCM: {warning}")
         return {run.state}
 
 

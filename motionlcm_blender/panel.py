@@ -34,6 +34,8 @@ def _draw_run(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         _wrapped(box, context, session.last_error, icon="ERROR")
     elif session.last_info:
         _wrapped(layout, context, session.last_info, icon="INFO")
+    for warning in session.last_warnings:
+        _wrapped(layout, context, warning, icon="ERROR")
 
 
 class MOTIONLCM_UL_controls(UIList):
@@ -139,11 +141,10 @@ class MOTIONLCM_PT_controls(Panel):
         col = layout.column()
         col.use_property_split = True
         col.enabled = len(settings.controls) > 0
-        row = col.row(heading="Fit Paths")
-        row.prop(settings, "fit_controls", text="")
-        sub = row.row()
+        col.prop(settings, "fit_controls")
+        sub = col.row()
         sub.active = settings.fit_controls
-        sub.prop(settings, "fit_iterations")
+        sub.prop(settings, "tuning_iterations")
 
 
 class MOTIONLCM_PT_history(Panel):

@@ -78,14 +78,17 @@ class MotionLCMSettings(PropertyGroup):
     foot_lock: BoolProperty(name="Foot Lock", default=True,
                             description="Pin each foot while the model says it touches the ground (removes most "
                                         "sliding of planted feet; moves a foot by at most 20 cm)")
-    # On by default: the ControlNet alone follows paths only loosely with small models such as the shipped one
-    # (0.4 m mean, 1 m worst on a walking quarter turn; 100 iterations: 8 cm, about 3 s on 2 CPU cores).
+    # On by default, as in `motionlcm generate` and the protocol: the ControlNet alone misses real pelvis paths by
+    # 0.3-1.7 m with the shipped model; fitting puts the pelvis on them exactly (docs/addon.md has the figures).
     fit_controls: BoolProperty(name="Fit Paths Precisely", default=True,
-                               description="Tune the sample until the controlled joints meet their paths "
-                                           "(seconds on a CPU; off: the ControlNet alone, a fraction of a second, "
-                                           "paths followed loosely)")
-    fit_iterations: IntProperty(name="Iterations", default=100, min=1, max=generation_request.MAX_TUNING,
-                                soft_max=400, description="Tuning iterations: more fit closer and take longer")
+                               description="Bend the motion onto its controls: the pelvis exactly on its path, "
+                                           "head, hands and feet by IK (a few milliseconds). Off: the draft, the "
+                                           "ControlNet alone, which follows paths only loosely")
+    tuning_iterations: IntProperty(name="Latent Tuning", default=0, min=0, max=generation_request.MAX_TUNING,
+                                   soft_max=100,
+                                   description="Before fitting, iterations of MotionLCM-V2 latent tuning that pull "
+                                               "the sample itself towards the controls (about 70 ms each on a "
+                                               "2-core CPU with the shipped model; 0: off)")
     controls: CollectionProperty(type=MotionLCMControl)
     active_control: IntProperty(name="Active Control")
     target: EnumProperty(name="Target", default="NEW", items=[
@@ -104,7 +107,7 @@ class MotionLCMSettings(PropertyGroup):
             steps=int(self.steps),
             guidance=self.guidance if self.use_guidance else None, seed=self.seed, variations=self.variations,
             target_fps=scene_fps, in_place=self.in_place, foot_lock=self.foot_lock,
-            tuning=self.fit_iterations if self.fit_controls else 0)
+            fit=self.fit_controls, tuning=self.tuning_iterations if self.fit_controls else 0)
 
 
 CLASSES = (MotionLCMControl, MotionLCMHistoryItem, MotionLCMSettings)

@@ -15,6 +15,7 @@ _client_config: dict[str, Any] | None = None
 run = None  # the running generation_run.GenerationRun (one at a time), None when idle
 last_error = ""
 last_info = ""
+last_warnings: list[str] = []  # controls the last generation did not meet, shown until the next message
 
 
 def client_for(config: dict[str, Any]) -> BackendClient:
@@ -27,13 +28,13 @@ def client_for(config: dict[str, Any]) -> BackendClient:
 
 
 def set_error(message: str) -> None:
-    global last_error, last_info
-    last_error, last_info = message, ""
+    global last_error, last_info, last_warnings
+    last_error, last_info, last_warnings = message, "", []
 
 
-def set_info(message: str) -> None:
-    global last_error, last_info
-    last_error, last_info = "", message
+def set_info(message: str, warnings: list[str] | None = None) -> None:
+    global last_error, last_info, last_warnings
+    last_error, last_info, last_warnings = "", message, list(warnings or [])
 
 
 def shutdown_client() -> None:

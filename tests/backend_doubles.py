@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from backend.fitting import fit_motion
 from backend.motion import Motion
 from backend.retarget.rest_pose import default_skeleton
+from backend.skeleton import FEATURE_DIM
 
 
 def walking_joints(frames: int, speed: float = 1.0) -> np.ndarray:
@@ -32,9 +34,9 @@ class FakePipeline:
         self.started = threading.Event()
 
     def generate(self, prompts, lengths, controls=None, steps=1, guidance=None, seed=None, variations=1,
-                 tuning=0, progress=None):
+                 tuning=0, fit=True, progress=None):
         self.calls.append(dict(prompts=prompts, lengths=lengths, controls=controls, steps=steps,
-                               guidance=guidance, seed=seed, variations=variations, tuning=tuning))
+                               guidance=guidance, seed=seed, variations=variations, tuning=tuning, fit=fit))
         progress("sampling", 0.0)
         self.started.set()
         if self.gate is not None:
@@ -44,7 +46,11 @@ class FakePipeline:
         progress("sampling", 1.0)
         seed = 7 if seed is None else seed
         motions = [Motion(walking_joints(lengths[0], speed=1.0 + 0.5 * i)) for i in range(variations)]
+        # The real reports of these motions: fitted (or only measured, fit=False) against the request's controls.
+        reports = [fit_motion(m.joints, np.zeros((m.num_frames, FEATURE_DIM), np.float32), controls[0], fit).report
+                   for m in motions] if controls else []
         return SimpleNamespace(motions=motions, seeds=[seed + i for i in range(variations)], timings={"sampling": 1.0},
+                               fit_reports=reports,
                                settings={"seed": seed, "steps": steps, "guidance": guidance or 7.5,
                                          "checkpoint": "fake-checkpoint", "text_encoder": "fake-encoder"})
 

@@ -90,21 +90,35 @@ def _settings(**changes):
 def test_generate_request_follows_the_protocol():
     request = generation_request.build_generate_request(_settings(prompt="  a person\n jumps "), [])
     assert request == {"type": "generate", "prompt": "a person jumps", "frames": 60, "controls": [], "steps": 2,
-                       "guidance": None, "seed": 5, "variations": 1, "tuning": 0, "target_fps": 25.0,
+                       "guidance": None, "seed": 5, "variations": 1, "fit": True, "tuning": 0, "target_fps": 25.0,
                        "in_place": False, "foot_lock": True, "rest_joints": None}
 
 
-def test_path_fitting_is_sent_only_with_controls():
+def test_latent_tuning_is_sent_only_with_controls_and_fitting_as_set():
     control = generation_request.path_control("pelvis", np.array([[0, 0, 0], [2, 0, 0.0]]), 60, 1.0, 1.0)
     with_control = generation_request.build_generate_request(_settings(tuning=100), [control])
-    assert with_control["tuning"] == 100
+    assert with_control["tuning"] == 100 and with_control["fit"] is True
     assert generation_request.build_generate_request(_settings(tuning=100), [])["tuning"] == 0
+    assert generation_request.build_generate_request(_settings(fit=False), [control])["fit"] is False
+
+
+def test_control_summary_names_the_error_and_keeps_every_warning():
+    def variation(seed, warnings):
+        return {"seed": seed, "controls": {"fitted": True, "draft": {}, "warnings": warnings,
+                                           "error": {"pelvis": {"mean_m": 0.0, "max_m": 0.0},
+                                                     "left_wrist": {"mean_m": 0.12, "max_m": 0.3}}}}
+    line, warnings = generation_request.control_summary(
+        {"variations": [variation(3, ["left_wrist: out of reach"]), variation(4, ["pelvis: too fast"])]})
+    assert line == ("pelvis 0.0 cm from its control on average (0.0 cm at worst); left wrist 12.0 cm from its "
+                    "control on average (30.0 cm at worst)")
+    assert warnings == ["seed 3: left_wrist: out of reach", "seed 4: pelvis: too fast"]
+    assert generation_request.control_summary({"variations": [{"seed": 1}]}) == ("", [])
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"prompt": " \n "}, "prompt is empty"), ({"seconds": 1.5}, "2 to 9.8 s"), ({"seconds": 10.0}, "200 model frames"),
     ({"steps": 3}, "Steps must be one of"), ({"variations": 9}, "Variations must be between"),
-    ({"seed": -1}, "seed must be 0 or more"), ({"tuning": 5000}, "Path fitting takes 0 to 1000")])
+    ({"seed": -1}, "seed must be 0 or more"), ({"tuning": 5000}, "Latent tuning takes 0 to 1000")])
 def test_bad_settings_give_specific_errors(changes, message):
     with pytest.raises(generation_request.RequestError, match=message):
         generation_request.build_generate_request(_settings(**changes), [])

@@ -79,9 +79,13 @@ def test_paths_are_fitted_by_default_and_unticking_sends_the_controlnet_alone(sc
     bpy.ops.curve.primitive_bezier_curve_add()
     control = scene.motionlcm.controls.add()
     control.joint, control.source, control.mode = "pelvis", bpy.context.active_object, "PATH"
-    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 100
+    sent = generation.plan_generation(bpy.context).requests["generate"]
+    assert sent["fit"] is True and sent["tuning"] == 0  # fitting alone: milliseconds, as the CLI's default
+    scene.motionlcm.tuning_iterations = 20
+    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 20
     scene.motionlcm.fit_controls = False
-    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 0
+    sent = generation.plan_generation(bpy.context).requests["generate"]
+    assert sent["fit"] is False and sent["tuning"] == 0
 
 
 def _plan(scene, **settings):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.controls import JointControl
-from backend.demo import BLEND_FPS, CIRCLE_DIAMETER, DEMO_TUNING, pelvis_circle
+from backend.demo import BLEND_FPS, CIRCLE_DIAMETER, pelvis_circle
 from backend.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
 from backend.retarget import retarget
 from backend.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, PARENTS
@@ -40,11 +40,12 @@ def test_pelvis_follows_the_demo_circle(pipe):
     frames = MAX_FRAMES
     circle = pelvis_circle(frames, height=float(pipe.checkpoint.raw_mean[0, 1])).astype(np.float32)
     result = pipe.generate(["a person walks forward"], [frames], controls=[[JointControl.dense("pelvis", circle)]],
-                           seed=0, tuning=DEMO_TUNING)
+                           seed=0)
     joints = result.joints[0, :frames]
     assert np.isfinite(joints).all()
     pelvis_error = np.linalg.norm(joints[:, 0] - circle, axis=-1)
-    assert pelvis_error.mean() <= 0.1, f"pelvis {pelvis_error.mean():.3f} m from the circle on average"
+    assert pelvis_error.max() <= 1e-4, f"pelvis up to {pelvis_error.max():.3f} m from the circle"
+    assert result.fit_reports[0].draft["pelvis"].mean > 0.3  # what fitting fixed: the ControlNet alone is loose
     # What the BVH and the .blend carry: the joints retargeted onto the character's fixed skeleton, as the demo
     # does. (The decoded joint positions themselves are not rigid: a VAE round trip of real clips already varies
     # bone lengths by several centimetres; docs/default-model.md reports it.)
@@ -78,7 +79,7 @@ def test_the_controlnet_alone_steers_the_pelvis_through_turns(pipe, prompt):
     for left in (True, False):
         path = _quarter_turn(120, 1.1, left, height).astype(np.float32)
         controlled = pipe.generate([prompt], [120], controls=[[JointControl.dense("pelvis", path)]], seed=0,
-                                   variations=2)
+                                   variations=2, fit=False)
         free = pipe.generate([prompt], [120], seed=0, variations=2)
         steered, unsteered = (float(np.linalg.norm(result.joints[:, :120, 0] - path, axis=-1).mean())
                               for result in (controlled, free))

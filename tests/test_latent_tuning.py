@@ -42,8 +42,9 @@ def test_tuning_pulls_the_pelvis_onto_its_path(pipe, steps):
     # at the origin of the ground plane, so the bend starts at 0).
     bend = np.linspace(0.0, 0.3, frames, dtype=np.float32)[:, None] * np.array([1.0, 0.0, 0.0], np.float32)
     control = JointControl.dense("pelvis", plain.joints[0, :frames, 0] + bend)
-    before = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3)
-    after = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3, tuning=40)
+    before = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3, fit=False)
+    after = pipe.generate(["a person walks"], [frames], controls=[[control]], steps=steps, seed=3, tuning=40,
+                          fit=False)
     assert after.settings["tuning"] == 40 and after.settings["tuning_penalty"] == 100.0 and "tuning" in after.timings
     assert before.settings["tuning_penalty"] is None
     assert np.isfinite(after.joints).all()
@@ -53,9 +54,10 @@ def test_tuning_pulls_the_pelvis_onto_its_path(pipe, steps):
 def test_tuning_leaves_uncontrolled_samples_unchanged(pipe):
     control = JointControl(joint="pelvis", frames=np.array([0, 20, 39]),
                            positions=np.array([[0, 0.9, 0], [0.5, 0.9, 0.5], [1.0, 0.9, 1.0]], np.float32))
-    plain = pipe.generate(["a person walks", "a person waves"], [40, 40], controls=[[control], None], seed=1)
+    plain = pipe.generate(["a person walks", "a person waves"], [40, 40], controls=[[control], None], seed=1,
+                          fit=False)
     tuned = pipe.generate(["a person walks", "a person waves"], [40, 40], controls=[[control], None], seed=1,
-                          tuning=10)
+                          tuning=10, fit=False)
     np.testing.assert_array_equal(tuned.joints[1], plain.joints[1])
     assert not np.allclose(tuned.joints[0], plain.joints[0])
 

@@ -74,8 +74,8 @@ def test_variation_reproducible_alone(pipe):
 
 def test_controls_change_the_motion(pipe):
     free = pipe.generate(["a person walks"], [60], seed=3)
-    held = pipe.generate(["a person walks"], [60], controls=[[_circle(60)]], seed=3)
-    assert np.abs(free.joints - held.joints).max() > 1e-3
+    held = pipe.generate(["a person walks"], [60], controls=[[_circle(60)]], seed=3, fit=False)
+    assert np.abs(free.joints - held.joints).max() > 1e-3  # the ControlNet alone (the draft) changed it
 
 
 def test_reload_is_bit_identical(tiny_checkpoint, pipe, tmp_path):

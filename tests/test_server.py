@@ -118,6 +118,33 @@ def test_generate_passes_tuning_with_its_controls(session_and_engine):
     assert engine.calls[0]["tuning"] == 120 and engine.calls[0]["controls"][0][0].joint == "pelvis"
 
 
+@pytest.mark.parametrize("fit", [None, True, False])
+def test_generate_fits_controls_by_default_and_reports_each_variations_error(session_and_engine, fit):
+    """The protocol's default is the CLI's and the add-on's: fit. Every variation says how far its controls
+    are, draft and delivered, and a control that cannot be met (a pelvis 3 m up) comes back as a warning."""
+    session, engine = session_and_engine
+    replies = Replies()
+    control = {"joint": "pelvis", "frames": [0, 30, 59], "positions": [[0, 0.9, 0], [0, 3.0, 1], [0, 0.9, 2]]}
+    fields = {} if fit is None else {"fit": fit}
+    session.handle(generate(controls=[control], variations=2, **fields), replies)
+    result = replies.final("g")
+    assert engine.calls[0]["fit"] is (fit is not False)
+    for variation in result["variations"]:
+        report = variation["controls"]
+        assert report["fitted"] is (fit is not False) and report["draft"]["pelvis"]["max_m"] > 1.0
+        if fit is False:
+            assert report["error"] == report["draft"] and report["warnings"] == []
+        else:
+            assert 1.3 < report["error"]["pelvis"]["max_m"] < 1.5  # 3.0 m asked, 1.6 m is the body's top
+            assert any("3.00 m above the floor" in w for w in report["warnings"])
+    json.dumps(result)
+
+
+def test_generate_rejects_a_fit_that_is_not_a_boolean():
+    with pytest.raises(InvalidRequest, match="fit must be true or false"):
+        protocol.parse_generate(generate(fit="yes"))
+
+
 def test_model_loads_once_and_a_failed_load_is_retried():
     loads = []
 

@@ -56,7 +56,7 @@ def test_the_engine_generates_from_the_final_checkpoint_with_controlnet_active(r
     path = np.stack([np.zeros(frames), np.full(frames, 0.93), np.linspace(0.0, 3.0, frames)], -1)
     controls = [[JointControl.dense("pelvis", path)]]
     free = pipeline.generate(["a person walks forward"], [frames], seed=7)
-    controlled = pipeline.generate(["a person walks forward"], [frames], controls=controls, seed=7)
+    controlled = pipeline.generate(["a person walks forward"], [frames], controls=controls, seed=7, fit=False)
     assert controlled.joints.shape == (1, frames, 22, 3) and np.isfinite(controlled.joints).all()
     assert np.abs(controlled.joints - free.joints).max() > 1e-4  # the ControlNet changed the motion
 
