@@ -139,6 +139,14 @@ def _check_repeats(controls: Sequence[JointControl]) -> None:
                              f"{frames[a]}: {positions[a].tolist()} and {positions[b].tolist()}")
 
 
+def scale_controls(controls: Sequence[JointControl], factor: float) -> list[JointControl]:
+    """The controls with every position times `factor` (frames kept)."""
+    for c in controls:
+        if not isinstance(c, JointControl):
+            raise InvalidRequest(f"expected JointControl objects, got {type(c).__name__}")
+    return [JointControl(c.joint, c.frames, c.positions * np.float32(factor)) for c in controls]
+
+
 def validate_controls(controls: Sequence[JointControl], length: int) -> None:
     """Raise InvalidRequest for anything build_hint cannot use: not a JointControl, unknown joint, non-finite
     positions, frames outside [0, length), frames/positions count mismatch, or one (frame, joint) given two

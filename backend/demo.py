@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .handlers import result_fields, skeleton_fields
     from .pipeline import MotionLCMPipeline
     from .preview import render_gif
-    from .retarget import write_bvh
+    from .retarget import default_skeleton, travel_scale, write_bvh
     from .server import BodyModel
 
     out = Path(args.out)
@@ -45,15 +45,17 @@ def run_demo(args: argparse.Namespace) -> int:
     height = float(pipe.checkpoint.raw_mean[0, 1])  # the pelvis height the model's hints are centred on
     path = pelvis_circle(frames, height=height)
     control = JointControl.dense("pelvis", path.astype(np.float32))
+    # The circle is for the default character (the BVH and the .blend share it): generated at the model's size,
+    # so that the character's root, carried farther by its longer legs, walks the circle itself.
+    scale = travel_scale(default_skeleton())
     generation = pipe.generate([args.prompt], [frames], controls=[[control]], steps=args.steps, seed=args.seed,
-                               tuning=0 if args.draft else args.tuning, fit=not args.draft)
+                               tuning=0 if args.draft else args.tuning, fit=not args.draft, control_scale=scale)
     report_fit(generation.fit_reports, generation.seeds)
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
-    # The default character, as the add-on's Create SMPL Character gets it; the BVH and the .blend share it.
     skeleton = skeleton_fields(BodyModel(), encode=np.asarray)
-    target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True)
-    render_gif(motion.joints, out / "demo.gif", fps=FPS, paths=[path], title=args.prompt)
+    target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True, root_scale=scale)
+    render_gif(target.fk(), out / "demo.gif", fps=BLEND_FPS, paths=[path], title=args.prompt)  # as delivered
     written = ["demo.npz", "demo.bvh", "demo.gif"]
     try:
         import bpy  # noqa: F401  (optional: it pins numpy<2 and exists for Python 3.11 only)
@@ -67,11 +69,11 @@ def run_demo(args: argparse.Namespace) -> int:
                                encode=np.asarray)
         write_blend(out / "demo.blend", skeleton, result, prompt=args.prompt, control_path=path)
         written.append("demo.blend")
-    error = np.linalg.norm(motion.joints[:, 0] - path, axis=-1)
+    error = generation.fit_reports[0].final["pelvis"]  # the character's metres
     summary: dict[str, Any] = {
         "out": str(out), "files": written, "prompt": args.prompt, "seed": generation.seeds[0],
         "checkpoint": pipe.checkpoint.checkpoint_id, "frames": frames,
-        "pelvis_error_m": {"mean": round(float(error.mean()), 4), "max": round(float(error.max()), 4)},
+        "pelvis_error_m": {"mean": round(error.mean, 4), "max": round(error.max, 4)},
         "timings_ms": {k: round(v, 1) for k, v in generation.timings.items()}}
     print(json.dumps(summary, indent=2))
     return 0

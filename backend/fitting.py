@@ -88,11 +88,11 @@ class FitReport:
                 "error": {j: e.to_dict() for j, e in self.final.items()}, "warnings": list(self.warnings)}
 
 
-def control_errors(joints: np.ndarray, controls: Sequence[JointControl]) -> dict[str, JointError]:
-    """Distance (m) of each controlled joint from its control positions, over the controlled frames."""
+def control_errors(joints: np.ndarray, controls: Sequence[JointControl], scale: float = 1.0) -> dict[str, JointError]:
+    """Distance of each controlled joint from its control positions over the controlled frames, times `scale`."""
     out = {}
     for c in controls:
-        d = np.linalg.norm(joints[c.frames, c.index] - c.positions, axis=-1)
+        d = np.linalg.norm(joints[c.frames, c.index] - c.positions, axis=-1) * scale
         out[c.joint] = JointError(float(d.mean()), float(d.max()))
     return out
 
@@ -171,24 +171,25 @@ def _forward(joints: np.ndarray) -> np.ndarray:
     return np.stack([-across[:, 2], np.zeros(len(joints)), across[:, 0]], axis=-1)  # across x up
 
 
-def fit_pelvis(joints: np.ndarray, control: JointControl, warnings: list[str]) -> np.ndarray:
+def fit_pelvis(joints: np.ndarray, control: JointControl, warnings: list[str], scale: float = 1.0) -> np.ndarray:
     """The motion with its pelvis on `control` (see the module docstring)."""
     length = len(joints)
     target = joints[:, 0] + _offsets(control, joints[:, 0], length, hold=True)
     low, high = PELVIS_HEIGHT_RANGE
     if target[:, 1].min() < low or target[:, 1].max() > high:
         worst = float(target[:, 1].max() if target[:, 1].max() > high else target[:, 1].min())
-        warnings.append(f"pelvis: the path reaches {worst:.2f} m above the floor; a body's pelvis stays between "
-                        f"{low:g} and {high:g} m, so it is kept in that range there")
+        warnings.append(f"pelvis: the path reaches {worst * scale:.2f} m above the floor; this body's pelvis stays "
+                        f"between {low * scale:.2f} and {high * scale:.2f} m, so it is kept in that range there")
         target[:, 1] = target[:, 1].clip(low, high)
     window = min(SPEED_WINDOW, length - 1)
     travel = np.linalg.norm(target[window:, [0, 2]] - target[:-window, [0, 2]], axis=-1) * FPS / window
     if travel.size and travel.max() > MAX_PATH_SPEED:
-        warnings.append(f"pelvis: the path moves at up to {travel.max():.1f} m/s, faster than a person runs "
-                        f"(about {MAX_PATH_SPEED:g} m/s at most): it is followed, but the feet slide")
+        warnings.append(f"pelvis: the path moves at up to {travel.max() * scale:.1f} m/s, faster than a person "
+                        f"runs (about {MAX_PATH_SPEED * scale:.0f} m/s at most): it is followed, but the feet slide")
     drafted, wanted = (float(np.linalg.norm(np.diff(p[:, [0, 2]], axis=0), axis=-1).sum()) for p in (joints[:, 0], target))
     if wanted > TRAVEL_CHECK_M and not 1 / TRAVEL_RATIO <= drafted / max(wanted, 1e-9) <= TRAVEL_RATIO:
-        warnings.append(f"pelvis: the generated motion travels {drafted:.1f} m but the path is {wanted:.1f} m long: "
+        warnings.append(f"pelvis: the generated motion travels {drafted * scale:.1f} m but the path is "
+                        f"{wanted * scale:.1f} m long: "
                         "the pelvis follows the path, but the feet slide; a prompt whose motion covers that ground "
                         "(walks, runs) fits better")
     turn = heading_change(joints[:, 0, [0, 2]], target[:, [0, 2]])
@@ -265,13 +266,15 @@ def fit_limb(joints: np.ndarray, control: JointControl) -> np.ndarray:
     return out
 
 
-def fit_joints(joints: np.ndarray, controls: Sequence[JointControl]) -> tuple[np.ndarray, list[str]]:
-    """(T, 22, 3) joints fitted to `controls` (pelvis first, then head, wrists, feet) and the warnings raised."""
+def fit_joints(joints: np.ndarray, controls: Sequence[JointControl],
+               scale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """(T, 22, 3) joints fitted to `controls` (pelvis first, then head, wrists, feet) and the warnings raised
+    (distances in them times `scale`)."""
     warnings: list[str] = []
     out = np.asarray(joints, dtype=np.float64)
     by_joint = {c.joint: c for c in controls}
     if "pelvis" in by_joint:
-        out = fit_pelvis(out, by_joint["pelvis"], warnings)
+        out = fit_pelvis(out, by_joint["pelvis"], warnings, scale)
     if "head" in by_joint:
         out = fit_head(out, by_joint["head"])
     for name in ("left_wrist", "right_wrist", "left_foot", "right_foot"):
@@ -316,13 +319,15 @@ class FittedMotion:
 
 
 def fit_motion(joints: np.ndarray, features: np.ndarray, controls: Sequence[JointControl],
-               fit: bool = True) -> FittedMotion:
-    """Fit one decoded motion (its own length) to its controls; `fit=False` only measures the draft."""
-    draft = control_errors(joints, controls)
+               fit: bool = True, scale: float = 1.0) -> FittedMotion:
+    """Fit one decoded motion (its own length) to its controls; `fit=False` only measures the draft. `scale`:
+    the size of the body the controls were given for, relative to the model's (backend.retarget.travel_scale):
+    the report's distances are in that body's metres."""
+    draft = control_errors(joints, controls, scale)
     if not fit or not controls:
         return FittedMotion(joints, features, FitReport(False, draft, dict(draft)))
-    fitted, warnings = fit_joints(joints, controls)
-    final = control_errors(fitted, controls)
+    fitted, warnings = fit_joints(joints, controls, scale)
+    final = control_errors(fitted, controls, scale)
     mean_limit, max_limit = ERROR_WARNING
     for name, err in final.items():
         if err.mean > mean_limit or err.max > max_limit:

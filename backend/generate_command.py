@@ -64,9 +64,16 @@ def run_generate(args: argparse.Namespace) -> int:
 
     bar.set_postfix_str("loading")
     pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
+    # A BVH carries the default character, whose longer legs carry its root 7 % farther than the model's body:
+    # its controls are generated at the model's size so that the character's root lands on them.
+    scale = None
+    if out.suffix == ".bvh" and controls:
+        from .retarget import default_skeleton, travel_scale
+
+        scale = travel_scale(default_skeleton())
     result = pipe.generate([args.prompt], [frames], controls=[controls], steps=args.steps, guidance=args.guidance,
                            seed=args.seed, variations=args.variations, tuning=0 if args.draft else args.tuning,
-                           fit=not args.draft, progress=progress)
+                           fit=not args.draft, control_scale=scale or 1.0, progress=progress)
     bar.close()
     report_fit(result.fit_reports, result.seeds)
     paths = _output_paths(out, len(result.motions))
@@ -76,7 +83,7 @@ def run_generate(args: argparse.Namespace) -> int:
             from .retarget.command import write_motion_bvh
 
             write_motion_bvh(motion, path, fps=args.fps, in_place=args.in_place, foot_lock=args.foot_lock,
-                             scale=args.scale)
+                             scale=args.scale, root_scale=scale)
         else:
             motion.save_npz(path)
         print(f"wrote {path}", file=sys.stderr)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .body_mesh import body_mesh, model_body
 from .protocol import GenerateRequest, encode_array
-from .retarget import retarget
+from .retarget import retarget, travel_scale
 from .retarget.rest_pose import RestSkeleton, default_skeleton
 from .skeleton import JOINT_NAMES, PARENTS
 
@@ -60,18 +60,22 @@ def result_fields(seeds: list[int], targets: list[Any], settings: dict[str, Any]
 
 def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skeleton: RestSkeleton) -> dict[str, Any]:
     """Generate, retarget every variation onto the request's skeleton, else `skeleton` (target_body's), and build
-    the `result` fields."""
+    the `result` fields. Controls are in the target's space: generated at the model's size and retargeted with
+    the matching root scale, so that the target's own root lands on them (not 7 % past them, as the default
+    body's longer legs would carry it)."""
     start = time.perf_counter()
+    target = request.skeleton or skeleton
+    scale = travel_scale(target) if request.controls else None
     generation = pipeline.generate(
         [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
         steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
-        tuning=request.tuning, fit=request.fit, progress=report)
+        tuning=request.tuning, fit=request.fit, control_scale=scale or 1.0, progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
     targets = []
     for i, motion in enumerate(generation.motions):
-        targets.append(retarget(motion, skeleton=request.skeleton or skeleton, target_fps=request.target_fps,
-                                in_place=request.in_place, foot_lock=request.foot_lock))
+        targets.append(retarget(motion, skeleton=target, target_fps=request.target_fps, in_place=request.in_place,
+                                foot_lock=request.foot_lock, root_scale=scale))
         report("retargeting", (i + 1) / len(generation.motions))
     timings = {name: float(ms) for name, ms in dict(generation.timings).items()}
     timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .checkpoints import LoadedCheckpoint, load_any
-from .controls import JointControl, build_hint
+from .controls import JointControl, build_hint, scale_controls
 from .errors import CheckpointError, InvalidRequest
 from .features import denormalize, features_to_joints
 from .fitting import FitReport, fit_motion
@@ -140,7 +140,7 @@ class MotionLCMPipeline:
     def generate(self, prompts: Sequence[str], lengths: Sequence[int],
                  controls: Sequence[Sequence[JointControl] | None] | None = None, steps: int = 1,
                  guidance: float | None = None, seed: int | None = None, variations: int = 1,
-                 tuning: int = 0, fit: bool = True, progress: ProgressFn | None = None,
+                 tuning: int = 0, fit: bool = True, control_scale: float = 1.0, progress: ProgressFn | None = None,
                  should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
         """Generate `variations` motions per prompt. Sample i (prompt-major) uses seed `seed + i`.
 
@@ -153,8 +153,15 @@ class MotionLCMPipeline:
         fit: bend the decoded motion onto its controls (backend.fitting: the pelvis exact, limbs by IK; a few
         milliseconds); False is the draft, the ControlNet (and any tuning) alone. Either way `fit_reports` holds
         each sample's control errors and warnings.
+        control_scale: the controls are for a body this many times the model's size (its leg length over the
+        model's, backend.retarget.travel_scale): they are generated at 1/control_scale, the reports speak in the
+        body's metres, and retargeting with root_scale=control_scale puts the root on them.
         """
+        if not (np.isfinite(control_scale) and control_scale > 0):
+            raise InvalidRequest(f"control_scale must be positive, got {control_scale!r}")
         controls = self._validate(prompts, lengths, controls, steps, guidance, variations)
+        if control_scale != 1.0:
+            controls = [scale_controls(c, 1.0 / control_scale) for c in controls]
         if tuning:
             self._tuning_settings(tuning).validate()
             if not self.is_lcm:
@@ -209,7 +216,7 @@ class MotionLCMPipeline:
             if any(sample_controls):
                 stage("fitting", 0.9)
                 with clock("fitting"):
-                    reports = self._fit(joints, feats, sample_controls, sample_lengths, fit)
+                    reports = self._fit(joints, feats, sample_controls, sample_lengths, fit, control_scale)
             stage("done", 1.0)
         timings["total"] = sum(timings.values())
         settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
@@ -222,11 +229,11 @@ class MotionLCMPipeline:
 
     @staticmethod
     def _fit(joints: np.ndarray, feats: np.ndarray, controls: list[list[JointControl]], lengths: list[int],
-             fit: bool) -> list[FitReport]:
+             fit: bool, scale: float) -> list[FitReport]:
         """Fit each sample in place (its own frames only) and return the reports."""
         reports = []
         for i, (sample, n) in enumerate(zip(controls, lengths)):
-            fitted = fit_motion(joints[i, :n], feats[i, :n], sample, fit=fit)
+            fitted = fit_motion(joints[i, :n], feats[i, :n], sample, fit=fit, scale=scale)
             joints[i, :n], feats[i, :n] = fitted.joints, fitted.features
             reports.append(fitted.report)
         return reports

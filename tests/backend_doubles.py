@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.controls import scale_controls
 from backend.fitting import fit_motion
 from backend.motion import Motion
 from backend.retarget.rest_pose import default_skeleton
@@ -34,9 +35,10 @@ class FakePipeline:
         self.started = threading.Event()
 
     def generate(self, prompts, lengths, controls=None, steps=1, guidance=None, seed=None, variations=1,
-                 tuning=0, fit=True, progress=None):
+                 tuning=0, fit=True, control_scale=1.0, progress=None):
         self.calls.append(dict(prompts=prompts, lengths=lengths, controls=controls, steps=steps,
-                               guidance=guidance, seed=seed, variations=variations, tuning=tuning, fit=fit))
+                               guidance=guidance, seed=seed, variations=variations, tuning=tuning, fit=fit,
+                               control_scale=control_scale))
         progress("sampling", 0.0)
         self.started.set()
         if self.gate is not None:
@@ -47,7 +49,8 @@ class FakePipeline:
         seed = 7 if seed is None else seed
         motions = [Motion(walking_joints(lengths[0], speed=1.0 + 0.5 * i)) for i in range(variations)]
         # The real reports of these motions: fitted (or only measured, fit=False) against the request's controls.
-        reports = [fit_motion(m.joints, np.zeros((m.num_frames, FEATURE_DIM), np.float32), controls[0], fit).report
+        reports = [fit_motion(m.joints, np.zeros((m.num_frames, FEATURE_DIM), np.float32),
+                              scale_controls(controls[0], 1 / control_scale), fit, control_scale).report
                    for m in motions] if controls else []
         return SimpleNamespace(motions=motions, seeds=[seed + i for i in range(variations)], timings={"sampling": 1.0},
                                fit_reports=reports,

@@ -158,3 +158,56 @@ def test_cli_reports_errors_without_traceback(tiny_checkpoint, tmp_path, capsys)
                      "--out", str(tmp_path / "x.npz"), "--quiet"])
     assert code == 2
     assert "outside the trained range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [1.0, 0.6])
+def test_the_targets_own_root_lands_on_its_controls_whatever_its_size(pipe, size):
+    """What the add-on gets (handlers.run_generate): a pelvis path in the target's space is walked by the target's
+    root itself, on the default body (legs 7 % longer than the model's) and on a child-sized one; the report is in
+    the target's metres."""
+    from backend.handlers import run_generate
+    from backend.protocol import decode_array, parse_generate
+    from backend.retarget import RestSkeleton, default_skeleton
+
+    target = RestSkeleton(default_skeleton().joints * size)
+    frames = 60
+    a = np.linspace(0.0, np.pi, frames)
+    path = np.stack([np.sin(a), np.full(frames, target.joints[0, 1]), 1 - np.cos(a)], 1)
+    request = parse_generate({"prompt": "a person walks", "frames": frames, "seed": 1, "rest_joints": target.joints,
+                              "controls": [{"joint": "pelvis", "frames": list(range(frames)), "positions": path}]})
+    fields = run_generate(pipe, request, lambda stage, fraction: None, default_skeleton())
+    variation = fields["variations"][0]
+    root = decode_array(variation["root_translation"], "root")
+    assert np.abs(root[:, [0, 2]] - path[:, [0, 2]]).max() <= 1e-3
+    assert variation["controls"]["error"]["pelvis"]["max_m"] <= 1e-4
+    assert variation["controls"]["draft"]["pelvis"]["mean_m"] > 0.0
+
+
+def test_cli_fits_by_default_and_draft_turns_it_off(tiny_checkpoint, tmp_path, capsys):
+    path = np.stack([np.linspace(0, 2, 30), np.full(30, 0.9), np.zeros(30)], 1)
+    np.save(tmp_path / "line.npy", path)
+    dense = np.stack([np.interp(np.linspace(0, 29, 60), np.arange(30), path[:, k]) for k in range(3)], 1)
+    errors = {}
+    for flags in ([], ["--draft"]):
+        out = tmp_path / f"clip{len(flags)}.npz"
+        assert cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "a person walks", "--seconds",
+                         "3", "--control", f"pelvis={tmp_path / 'line.npy'}", "--seed", "7", "--out", str(out),
+                         "--quiet", *flags]) == 0
+        err = capsys.readouterr().err
+        assert ("controls fitted: pelvis 0.0 cm mean" in err) is not bool(flags)
+        errors[bool(flags)] = np.linalg.norm(Motion.load_npz(out).joints[:, 0] - dense, axis=-1).max()
+        summary = json.loads(err.strip().splitlines()[-1])
+        assert summary["controls"][0]["fitted"] is not bool(flags) and summary["settings"]["fit"] is not bool(flags)
+    assert errors[False] <= 1e-4 < 0.05 < errors[True]
+
+
+def test_cli_bvh_root_walks_the_control_path(tiny_checkpoint, tmp_path):
+    from backend.bvh import read_bvh
+
+    path = np.stack([np.linspace(0, 3, 40), np.full(40, 0.9), np.linspace(0, 1, 40)], 1)
+    np.save(tmp_path / "line.npy", path)
+    out = tmp_path / "clip.bvh"
+    assert cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "a person walks", "--frames",
+                     "40", "--control", f"pelvis={tmp_path / 'line.npy'}", "--out", str(out), "--quiet"]) == 0
+    root = read_bvh(out).global_positions(1.0)[:, 0]
+    assert np.abs(root[:, [0, 2]] - path[:, [0, 2]]).max() <= 1e-3

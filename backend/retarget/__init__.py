@@ -22,14 +22,14 @@ import numpy as np
 from .. import bvh
 from ..errors import InvalidRequest
 from ..motion import Motion
-from . import feet, ik
-from .kinematics import forward_kinematics, match_bone_lengths, root_scale
+from . import feet, ik, kinematics
+from .kinematics import forward_kinematics, match_bone_lengths, travel_scale
 from .refine import refine as refine_rotations
 from .resample import resample, source_positions
 from .rest_pose import RestSkeleton, default_skeleton, fitted_skeleton, skeleton_from_model
 
 __all__ = ["Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton", "retarget", "skeleton_from_model",
-           "write_bvh"]
+           "travel_scale", "write_bvh"]
 
 
 @dataclass
@@ -80,10 +80,12 @@ class Retargeted:
 
 def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: float | None = None,
              in_place: bool = False, foot_lock: bool = False, refine: bool = True, ground: bool = True,
-             scale_root: bool = True, device: str = "cpu") -> Retargeted:
+             scale_root: bool = True, device: str = "cpu", root_scale: float | None = None) -> Retargeted:
     """Retarget `motion` (joints in metres, Y up, at `motion.fps`) onto `skeleton` (default SMPL-X neutral).
 
-    `scale_root` scales root motion by the ratio of the target's leg length to the clip's; `refine` runs the
+    `scale_root` scales root motion by the ratio of the target's leg length to the clip's (`root_scale`, when given,
+    is the ratio to use instead: `travel_scale(skeleton)` for a motion generated for controls in the target's
+    space, so that its root lands on them; refinement then leaves the root there); `refine` runs the
     Gauss-Newton refinement (torch, on `device`; ~30 ms for 196 frames on one CPU core); `ground` puts the clip's
     lowest ankle/foot joint on y = 0; `foot_lock` holds feet still during their contacts (the contact channels of
     `motion.features` when it has them, else contacts detected from the joints); `in_place` zeroes the root's X and
@@ -93,11 +95,14 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
     joints = ik.check_joints(motion.joints)
     fps = float(motion.fps)
     skeleton = skeleton or default_skeleton()
-    scale = root_scale(joints, skeleton) if scale_root else 1.0
+    if root_scale is not None and not (np.isfinite(root_scale) and root_scale > 0):
+        raise InvalidRequest(f"root_scale must be positive, got {root_scale!r}")
+    scale = root_scale if root_scale is not None else \
+        kinematics.root_scale(joints, skeleton) if scale_root else 1.0
     root, quats = ik.solve(joints, skeleton, fps, scale)
     if refine:
         root, quats = refine_rotations(root, quats, skeleton, match_bone_lengths(joints, skeleton, scale),
-                                       device=device)
+                                       device=device, move_root=root_scale is None)
     contacts = None
     if foot_lock:
         positions = forward_kinematics(root, quats, skeleton.offsets)[0]
@@ -128,8 +133,9 @@ def _resample_flags(flags: np.ndarray, fps: float, target_fps: float) -> np.ndar
 
 def write_bvh(motion: Motion, path: str | Path, fps: float | None = None, scale: float = 1.0,
               in_place: bool = False, foot_lock: bool = False, refine: bool = True,
-              skeleton: RestSkeleton | None = None) -> Retargeted:
+              skeleton: RestSkeleton | None = None, root_scale: float | None = None) -> Retargeted:
     """Retarget `motion` and write it as a BVH file (what `motionlcm generate ... --out clip.bvh` calls)."""
-    result = retarget(motion, skeleton, target_fps=fps, in_place=in_place, foot_lock=foot_lock, refine=refine)
+    result = retarget(motion, skeleton, target_fps=fps, in_place=in_place, foot_lock=foot_lock, refine=refine,
+                      root_scale=root_scale)
     Path(path).write_text(result.bvh_text(scale=scale), encoding="utf-8")
     return result

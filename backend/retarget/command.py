@@ -41,11 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def write_motion_bvh(motion: Motion, path: Path | str, fps: float | None = None, in_place: bool = False,
-                     foot_lock: bool = False, scale: float = 1.0, refine: bool = True) -> None:
-    """Retarget `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out clip.bvh`)."""
+                     foot_lock: bool = False, scale: float = 1.0, refine: bool = True,
+                     root_scale: float | None = None) -> None:
+    """Retarget `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out clip.bvh`);
+    `root_scale` as in `retarget`."""
     from . import write_bvh
 
-    write_bvh(motion, path, fps=fps, scale=scale, in_place=in_place, foot_lock=foot_lock, refine=refine)
+    write_bvh(motion, path, fps=fps, scale=scale, in_place=in_place, foot_lock=foot_lock, refine=refine,
+              root_scale=root_scale)
 
 
 def run(args: argparse.Namespace) -> int:

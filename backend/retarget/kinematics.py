@@ -25,6 +25,18 @@ def forward_kinematics(root_translation: Array, local_quats: Array, offsets: Arr
     return stack(positions, 1), stack(rotations, 1)
 
 
+def travel_scale(skeleton: RestSkeleton) -> float:
+    """Ratio of `skeleton`'s leg length to the model's body (HumanML3D's target skeleton): how much farther the
+    skeleton's root travels than a generated motion's, as `retarget` scales it. A control given in the skeleton's
+    space is generated at 1/this and lands where it was asked once retargeted with `root_scale` = this."""
+    from ..humanml3d_skeleton import TARGET_OFFSETS  # the model's body
+
+    rest = np.zeros((NUM_JOINTS, 3))
+    for j in range(1, NUM_JOINTS):
+        rest[j] = rest[PARENTS[j]] + TARGET_OFFSETS[j]
+    return skeleton.leg_length / float(leg_length(rest[None])[0])
+
+
 def root_scale(joints: np.ndarray, skeleton: RestSkeleton) -> float:
     """Ratio of the target's leg length to the clip's (median over frames): root motion is scaled by it so
     strides fit the target's legs and feet that were planted stay planted."""
