@@ -214,3 +214,25 @@ def test_invalid_request_that_reaches_the_backend_is_reported_and_changes_nothin
         time.sleep(TICK_SECONDS)
     assert job.error_code == "invalid_request" and "between 40 and 196" in job.error
     assert scene_state() == before
+
+
+def test_a_curve_is_fitted_and_what_cannot_be_met_is_shown(scene):
+    """A pelvis curve through the real backend: fitted by default, the panel says how far the pelvis is from it;
+    a curve 3 m up is kept at a body's height and the warning says so, in the panel and in Blender's report."""
+    bpy.ops.curve.primitive_bezier_curve_add(location=(0.0, 1.0, 0.0))  # on the floor: lifted to standing height
+    curve = bpy.context.active_object
+    control = scene.motionlcm.controls.add()
+    control.joint, control.source, control.mode = "pelvis", curve, "PATH"
+    outcome, run, reports = generate()
+    assert outcome == {"FINISHED"}, session.last_error
+    assert run.job.results["generate"]["variations"][0]["controls"]["fitted"] is True
+    assert "pelvis 0.0 cm from its control on average (0.0 cm at worst)" in session.last_info
+    # (a random test model does not walk, so the panel may warn that the feet slide; never about the height)
+    assert not any("above the floor" in w for w in session.last_warnings)
+
+    curve.location.z = 3.0  # a path no pelvis reaches
+    outcome, run, reports = generate()
+    assert outcome == {"FINISHED"}, session.last_error
+    warnings = [text for level, text in reports if level == "WARNING"]
+    assert any("above the floor" in w for w in session.last_warnings) and len(warnings) >= 2
+    assert all(w.startswith("MotionLCM: ") and w[len("MotionLCM: "):] in session.last_warnings for w in warnings)

@@ -211,3 +211,12 @@ def test_cli_bvh_root_walks_the_control_path(tiny_checkpoint, tmp_path):
                      "40", "--control", f"pelvis={tmp_path / 'line.npy'}", "--out", str(out), "--quiet"]) == 0
     root = read_bvh(out).global_positions(1.0)[:, 0]
     assert np.abs(root[:, [0, 2]] - path[:, [0, 2]]).max() <= 1e-3
+
+
+def test_fitting_is_a_reported_stage_only_with_controls(pipe):
+    stages = {True: [], False: []}
+    for controlled in (True, False):
+        pipe.generate(["a person walks"], [60], controls=[[_circle(60)]] if controlled else None, seed=0,
+                      progress=lambda stage, fraction: stages[controlled].append((stage, fraction)))
+    assert ("fitting", 0.9) in stages[True] and "fitting" not in [s for s, _ in stages[False]]
+    assert [s for s, _ in stages[True]][-2:] == ["fitting", "done"]
