@@ -106,8 +106,9 @@ def _offsets(control: JointControl, current: np.ndarray, length: int, hold: bool
     if len(frames) == 1:
         out = np.repeat(delta, length, axis=0)
     else:
-        # Modified Akima: smooth (C1) through every waypoint without the overshoot of a cubic spline, so the
-        # pelvis does not speed up between waypoints (measured against PCHIP, Akima and linear: docs/addon.md).
+        # Modified Akima: C1 through every waypoint with little overshoot, so the pelvis does not speed up between
+        # waypoints. Worst peak speed over the faster of draft and path, bench_control's 40 paths at density
+        # 0.25: makima 1.55, PCHIP 1.73, Akima 1.80; linear 1.32 but with a kink at every waypoint.
         out = Akima1DInterpolator(frames, delta, axis=0, method="makima", extrapolate=False)(t)
         out[t < frames[0]], out[t > frames[-1]] = delta[0], delta[-1]
     if not hold:
