@@ -138,3 +138,39 @@ def test_every_stage_trains_on_the_configured_augmentation(stage, monkeypatch, t
     with pytest.raises(Built) as built:
         module.main(tmp_path, tmp_path / "run", preset="tiny", overrides=["augment.reverse=0.5"])
     assert built.value.args[0]["augmentation"] == Augment(reverse=0.5)
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.25])
+def test_a_retimed_walk_covers_the_same_path_at_another_speed(speed):
+    from training.data.augment import retime_joints
+
+    joints = walking_clip(121, speed=1.3, turn_rate=0.3, stride_hz=1.8)
+    faster = retime_joints(joints, speed)
+    assert len(faster) % 4 == 0 and abs((len(faster) - 1) - 120 / speed) <= 4
+    applied = 120 / (len(faster) - 1)
+    # Same poses at the same moments of the clip: frame k of the new clip is the original at time k * applied.
+    k = np.arange(0, len(faster), 7)
+    t = k * applied
+    low = np.minimum(t.astype(int), 119)
+    expected = joints[low] + (t - low)[:, None, None] * (joints[low + 1] - joints[low])
+    np.testing.assert_allclose(faster[k], expected, atol=1e-9)
+    feats = augment(joints_to_features(joints), ("walks", "walk/VERB"), Augment(retime=1.0),
+                    np.random.default_rng(3))[0]
+    assert 0.8 * 120 - 4 <= len(feats) - 1 <= 1.25 * 120 + 4 and len(feats) != len(joints) - 1
+    path = _joints(feats)[:, 0, [0, 2]]
+    original = _joints(joints_to_features(joints))[:, 0, [0, 2]]
+    length = lambda p: np.linalg.norm(np.diff(p, axis=0), axis=-1).sum()  # noqa: E731
+    assert length(path) == pytest.approx(length(original), rel=0.03)  # the same path, in another time
+
+
+def test_retimed_dataset_items_carry_their_new_length_and_hints(root):
+    spec = ControlSpec(density=100, all_joints=True)
+    plain = HumanML3D(root, "train", control=spec, seed=4)
+    retimed = HumanML3D(root, "train", control=spec, seed=4, augmentation=Augment(retime=1.0))
+    changed = 0
+    for index in range(len(plain)):
+        a, r = plain[index], retimed[index]
+        assert r["motion"].shape[0] == r["length"] == r["hint"].shape[0] == r["hint_mask"].shape[0]
+        assert r["text"] == a["text"] and r["length"] % 4 == 0
+        changed += r["length"] != a["length"]
+    assert changed >= len(plain) // 2

@@ -195,3 +195,33 @@ def test_prepare_from_labels_csv_splits_long_clips_and_keeps_parts_together(tmp_
     wave = " ".join(c.caption for c in read_caption_file(out / "texts" / "wave.txt"))
     assert "walk" in turn and "wav" in wave and "right" in wave
     assert not any(w in wave for w in ("forward", "turning", "circle"))  # it stands still
+
+
+def test_every_bandai_action_has_training_and_held_out_phrasings_that_never_meet(shared_dir):
+    """Dataset 1's and 2's content labels each have their own training phrasings and paraphrases kept out of
+    training (at least a fifth of all), and a held-out caption is built only from the latter."""
+    from training.data.captions import CONTENT_PHRASES, HELD_OUT_CONTENT_PHRASES, STYLE_PHRASES
+
+    labels = []
+    for folder in ("bandai_namco_ds1_eval", "bandai_namco_ds2_train"):
+        cfg = shared_dir / "data" / folder / "cfg"
+        labels += [("content", s.split("_", 1)[1]) for s in (cfg / "content_label.txt").read_text().split()]
+        labels += [("style", s.split("_", 1)[1]) for s in (cfg / "style_label.txt").read_text().split()]
+    for kind, label in labels:
+        if kind == "style":
+            assert label in STYLE_PHRASES, label
+            continue
+        train, held = CONTENT_PHRASES[label], HELD_OUT_CONTENT_PHRASES[label]
+        assert held and len(held) / (len(held) + len(train)) >= 0.2 and not set(held) & set(train), label
+        still = {"direction": None, "speed": None}
+        for caption in captions_from_labels("clip", label, "normal", still, held_out=True, count=2):
+            assert any(p in caption for p in held) and not any(p in caption for p in train if p not in held[0])
+    with pytest.raises(ValueError, match="no held-out paraphrase"):
+        captions_from_labels("clip", "cartwheel", None, {"direction": None, "speed": None}, held_out=True)
+
+
+def test_side_and_backward_walks_get_no_contradicting_direction_words():
+    backward = {"direction": "backward", "speed": None}
+    for seed in range(5):
+        for caption in captions_from_labels("c", "walk-back", "sad", backward, seed):
+            assert "forward" not in caption and caption.count("backwards") <= 1

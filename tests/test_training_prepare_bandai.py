@@ -17,6 +17,7 @@ from backend.bvh import read_bvh
 from backend.features import features_to_joints
 from backend.humanml3d_skeleton import canonicalize, uniform_skeleton
 from training.cli import data_main
+from training.data.captions import HELD_OUT_CONTENT_PHRASES
 from training.data.mapping import BANDAI
 from training.data.prepare import resample
 
@@ -118,3 +119,47 @@ def test_features_decode_back_to_the_mapped_joints_within_1cm(prepared):
         assert decoded.shape == reference.shape
         error = np.linalg.norm(decoded - reference, axis=-1)
         assert error.max() < 0.01, f"{path.name}: max {error.max():.4f} m"
+
+
+DS1_ARCHIVE = Path("bandai_namco_ds1_eval") / "bandai_namco_dataset1_bvh_json.tar.xz"
+DS1_CLIPS = ("dataset-1_walk-back_happy_001", "dataset-1_bow_happy_001", "dataset-1_walk-back_proud_001",
+             "dataset-1_bye_giant_001")
+
+
+def _extract_named(archive_path: Path, out: Path, stems: tuple[str, ...]) -> None:
+    with tarfile.open(archive_path, "r:xz") as archive:
+        for member in archive:
+            name = Path(member.name)
+            if member.isfile() and name.stem in stems and name.suffix in (".bvh", ".json"):
+                with archive.extractfile(member) as src:
+                    (out / name.name).write_bytes(src.read())
+
+
+def test_two_datasets_combine_and_held_out_styles_stay_out_of_training(data_dir, prepared, tmp_path):
+    """Dataset 2 plus dataset 1 in one prepare: dataset 1's held-out styles (proud, giant here) form the
+    `heldout` split only, its other clips are captioned with its own actions, and no caption uses a
+    paraphrase kept for testing."""
+    if not (data_dir / DS1_ARCHIVE).exists():
+        pytest.skip(f"needs {data_dir / DS1_ARCHIVE}")
+    ds2_source, _, _ = prepared
+    ds1_source = tmp_path / "ds1"
+    ds1_source.mkdir()
+    _extract_named(data_dir / DS1_ARCHIVE, ds1_source, DS1_CLIPS)
+    shutil.copytree(data_dir / DS1_ARCHIVE.parent / "cfg", ds1_source / "cfg")
+    out = tmp_path / "combined"
+    assert data_main(["prepare", "--source", str(ds2_source), "--source", str(ds1_source), "--mapping", "bandai",
+                      "--captions", "bandai", "--out", str(out), "--held-out-styles", "proud,childish,giant",
+                      "--val", "0", "--test", "0"]) == 0
+    split = {name: (out / f"{name}.txt").read_text().split() for name in ("train", "val", "test", "heldout")}
+    base = {name: {n.split("__part")[0] for n in names} for name, names in split.items()}
+    assert base["heldout"] == {"dataset-1_walk-back_proud_001", "dataset-1_bye_giant_001"}
+    trained = base["train"] | base["val"] | base["test"]
+    assert {"dataset-1_walk-back_happy_001", "dataset-1_bow_happy_001"} <= trained
+    assert not trained & base["heldout"] and any(n.startswith("dataset-2_") for n in trained)
+    assert json.loads((out / "dataset.json").read_text())["held_out_styles"] == ["proud", "childish", "giant"]
+    back = (out / "texts" / "dataset-1_walk-back_happy_001.txt").read_text().lower()
+    assert ("backwards" in back or "backs up" in back or "reverse" in back) and "forward" not in back
+    assert "bow" in (out / "texts" / "dataset-1_bow_happy_001.txt").read_text().lower()
+    held_out_phrases = {p for phrases in HELD_OUT_CONTENT_PHRASES.values() for p in phrases}
+    for text in (out / "texts").iterdir():
+        assert not any(p in text.read_text() for p in held_out_phrases), text.name

@@ -68,7 +68,8 @@ def data_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="motionlcm-data", description="Build HumanML3D-format training data.")
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="BVH files or (T, 22, 3) .npy joints + captions -> HumanML3D format")
-    prep.add_argument("--source", required=True)
+    prep.add_argument("--source", required=True, action="append",
+                      help="folder of BVH or .npy clips; repeat to combine datasets (each with its own labels)")
     prep.add_argument("--mapping", default="bandai", help="preset (bandai, smpl) or mapping.json")
     prep.add_argument("--captions", required=True,
                       help="preset bandai, or a CSV with header clip,caption or clip,content,style")
@@ -77,6 +78,9 @@ def data_main(argv: list[str] | None = None) -> int:
     prep.add_argument("--seed", type=int, default=0, help="splits and caption phrasing")
     prep.add_argument("--val", type=float, default=0.05)
     prep.add_argument("--test", type=float, default=0.15)
+    prep.add_argument("--held-out-styles", default="", metavar="A,B",
+                      help="style labels whose clips form the `heldout` split only (never trained on), e.g. "
+                           "proud,childish,giant for Bandai dataset 1")
     prep.add_argument("--licence", help="licence of the source data, carried into trained checkpoints "
                                         "(default for --mapping bandai: CC BY-NC-ND 4.0)")
     synth = sub.add_parser("synthetic", help="a tiny procedural dataset (tests and smoke runs only)")
@@ -95,9 +99,10 @@ def data_main(argv: list[str] | None = None) -> int:
         from .data.prepare import prepare
 
         licence = args.licence or (BANDAI_LICENCE if args.mapping == "bandai" else UNKNOWN_LICENCE)
-        report = prepare(args.source, args.out, load_mapping(args.mapping),
-                         load_caption_source(args.captions, args.source, args.seed), npy_fps=args.npy_fps,
-                         seed=args.seed, val_fraction=args.val, test_fraction=args.test, licence=licence)
+        sources = [(source, load_caption_source(args.captions, source, args.seed)) for source in args.source]
+        report = prepare(sources, args.out, load_mapping(args.mapping), npy_fps=args.npy_fps, seed=args.seed,
+                         val_fraction=args.val, test_fraction=args.test, licence=licence,
+                         held_out_styles=tuple(s for s in args.held_out_styles.split(",") if s))
     print(report.summary())
     print(f"report: {args.out}/report.txt")
     return 0

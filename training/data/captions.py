@@ -28,7 +28,57 @@ CONTENT_PHRASES: dict[str, tuple[str, ...]] = {
     "raise-up-both-hands": ("raises both hands", "lifts both arms up", "puts both hands up in the air"),
     "raise-up-left-hand": ("raises the left hand", "lifts the left arm up", "puts the left hand up"),
     "raise-up-right-hand": ("raises the right hand", "lifts the right arm up", "puts the right hand up"),
+    # Dataset 1 (its contents beyond dataset 2's).
+    "walk-back": ("walks backwards", "backs up", "walks in reverse", "steps backwards"),
+    "walk-left": ("walks sideways to the left", "sidesteps to the left", "steps sideways to the left",
+                  "moves to the left with side steps"),
+    "walk-right": ("walks sideways to the right", "sidesteps to the right", "steps sideways to the right",
+                   "moves to the right with side steps"),
+    "dash": ("dashes", "sprints", "runs at full speed", "races forward"),
+    "bow": ("bows", "bows politely", "takes a bow", "bends forward in a bow"),
+    "bye": ("waves goodbye", "waves goodbye with one hand", "says goodbye with a wave"),
+    "byebye": ("waves goodbye with both hands", "waves both hands to say goodbye", "says bye-bye with both hands"),
+    "guide": ("guides someone with a gesture", "shows the way with the hand", "points the way"),
+    "call": ("calls someone over", "beckons", "waves someone to come closer"),
+    "punch": ("punches", "throws a punch", "punches forward"),
+    "kick": ("kicks", "kicks with the leg", "does a kick"),
+    "slash": ("slashes", "makes a slashing motion", "swings an arm like a sword"),
+    "respond": ("responds with a gesture", "reacts", "answers with a gesture"),
+    "dance-short": ("dances", "does a dance", "dances to music"),
+    "dance-long": ("dances", "does a dance", "dances to music"),
 }
+
+# Paraphrases never used in training captions (a fifth of all phrasings or more): the prompts that test whether
+# the model understands an action rather than its training sentences.
+HELD_OUT_CONTENT_PHRASES: dict[str, tuple[str, ...]] = {
+    "walk": ("ambles forward",),
+    "walk-turn-left": ("veers to the left while walking",),
+    "walk-turn-right": ("veers to the right while walking",),
+    "run": ("moves at a running pace",),
+    "wave-both-hands": ("greets with both arms waving overhead",),
+    "wave-left-hand": ("greets by waving the left hand",),
+    "wave-right-hand": ("greets by waving the right hand",),
+    "raise-up-both-hands": ("holds both arms up high",),
+    "raise-up-left-hand": ("holds the left arm up high",),
+    "raise-up-right-hand": ("holds the right arm up high",),
+    "walk-back": ("retreats step by step",),
+    "walk-left": ("shuffles sideways to the left",),
+    "walk-right": ("shuffles sideways to the right",),
+    "dash": ("bolts ahead at top speed",),
+    "bow": ("bends at the waist to greet someone",),
+    "bye": ("waves farewell",),
+    "byebye": ("waves farewell with both arms",),
+    "guide": ("gestures to show someone where to go",),
+    "call": ("signals someone to come",),
+    "punch": ("strikes with a fist",),
+    "kick": ("swings a leg in a kick",),
+    "slash": ("cuts through the air with a sword-like swing",),
+    "respond": ("gestures in reply",),
+    "dance-short": ("moves rhythmically to a beat",),
+    "dance-long": ("moves rhythmically to a beat",),
+}
+# Contents whose label already says which way the body travels: no direction word is added to them.
+_DIRECTED = ("walk-back", "walk-left", "walk-right")
 
 # Manner phrases per style label; an empty string means "say nothing about the style".
 STYLE_PHRASES: dict[str, tuple[str, ...]] = {
@@ -39,6 +89,19 @@ STYLE_PHRASES: dict[str, tuple[str, ...]] = {
     "masculine": ("in a masculine way", "with a masculine style", "in a masculine manner"),
     "normal": ("", "normally", "in a normal way", "in an ordinary manner"),
     "youthful": ("in a youthful way", "with youthful energy", "like a young person", "playfully"),
+    # Dataset 1 (its styles beyond dataset 2's; proud, childish and giant are its held-out styles).
+    "happy": ("happily", "in a happy way", "cheerfully"),
+    "sad": ("sadly", "in a sad way", "looking sad"),
+    "angry": ("angrily", "in an angry way", "furiously"),
+    "proud": ("proudly", "in a proud way", "with pride"),
+    "not-confident": ("timidly", "without confidence", "hesitantly"),
+    "masculinity": ("in a masculine way", "with a masculine style", "in a masculine manner"),
+    "childish": ("like a child", "in a childish way", "like a little kid"),
+    "old": ("like an old person", "in an old, careful way", "the way an old person would"),
+    "tired": ("tiredly", "in a tired way", "as if tired"),
+    "musical": ("rhythmically", "in a musical way", "as in a musical"),
+    "giant": ("like a giant", "with heavy, giant steps", "the way a giant would"),
+    "chimpira": ("like a street thug", "with a thuggish swagger", "in a delinquent style"),
 }
 
 TEMPLATES = (
@@ -46,7 +109,8 @@ TEMPLATES = (
     "{subject} {action} {direction} {manner}",
     "{subject} {manner_front} {action} {direction}",
 )
-_FRONT_OK = {"energetically", "wearily", "normally", "briskly", "playfully"}
+_FRONT_OK = {"energetically", "wearily", "normally", "briskly", "playfully", "happily", "sadly", "angrily",
+             "proudly", "timidly", "hesitantly", "tiredly", "cheerfully", "furiously", "rhythmically"}
 
 
 def describe_trajectory(joints: np.ndarray, fps: float = FPS) -> dict[str, str | None]:
@@ -98,8 +162,8 @@ def _style_phrases(style: str | None) -> tuple[str, ...]:
 def _direction_phrase(content: str, trajectory: dict[str, str | None]) -> str:
     direction, speed = trajectory.get("direction"), trajectory.get("speed")
     words = []
-    # The label already says which way a turn goes; do not repeat or contradict it.
-    if direction and not ("turn" in content and "turning" in direction):
+    # The label already says which way a turn or a side/back walk goes; do not repeat or contradict it.
+    if direction and content not in _DIRECTED and not ("turn" in content and "turning" in direction):
         words.append({"forward": "forward", "backward": "backwards", "turning left": "while turning left",
                       "turning right": "while turning right", "in a circle": "in a circle"}[direction])
     if speed:
@@ -108,17 +172,21 @@ def _direction_phrase(content: str, trajectory: dict[str, str | None]) -> str:
 
 
 def captions_from_labels(clip: str, content: str, style: str | None, trajectory: dict[str, str | None],
-                         seed: int = 0, count: int = 3) -> list[str]:
-    """`count` distinct captions for one clip (fewer if the label has fewer phrasings)."""
+                         seed: int = 0, count: int = 3, held_out: bool = False) -> list[str]:
+    """`count` distinct captions for one clip (fewer if the label has fewer phrasings). `held_out`: from the
+    paraphrases kept out of training instead (evaluation prompts)."""
     rng = random.Random(f"{seed}:{clip}")
     direction = _direction_phrase(content, trajectory)
+    actions = HELD_OUT_CONTENT_PHRASES.get(content, ()) if held_out else _content_phrases(content)
+    if not actions:
+        raise ValueError(f"no held-out paraphrase is written for the content {content!r}")
     captions: list[str] = []
     for _ in range(count * 8):  # enough draws to find `count` distinct phrasings
         manner = rng.choice(_style_phrases(style))
         template = rng.choice(TEMPLATES)
         if "{manner_front}" in template and manner not in _FRONT_OK:
             template = TEMPLATES[1]
-        text = template.format(subject=rng.choice(SUBJECTS), action=rng.choice(_content_phrases(content)),
+        text = template.format(subject=rng.choice(SUBJECTS), action=rng.choice(actions),
                                manner=manner, manner_front=manner, direction=direction)
         text = " ".join(text.split())
         if text not in captions:

@@ -124,7 +124,7 @@ class HumanML3D(Dataset):
         crop = motion[start:start + length]
         if self.augmentation is not None:
             crop, (caption, tokens) = augment(crop, (caption, tokens), self.augmentation, rng)
-        item = {"name": name, "text": caption, "tokens": tokens, "length": length,
+        item = {"name": name, "text": caption, "tokens": tokens, "length": len(crop),  # re-timing changes it
                 "motion": torch.from_numpy(((crop - self.mean) / self.std).astype(np.float32))}
         if self.control is not None:
             with torch.no_grad():

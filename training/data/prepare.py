@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,39 +96,54 @@ def _convert(path: Path, joints: np.ndarray, captions: CaptionSource,
     return name, features.astype(np.float32), decoded, captions.captions(path, decoded)
 
 
-def make_splits(names: list[str], seed: int, val: float, test: float) -> dict[str, list[str]]:
-    """Random clip-level split (HumanML3D uses 80/5/15); parts of one source clip stay together."""
-    groups = sorted({name.split("__part")[0] for name in names})
+def make_splits(names: list[str], seed: int, val: float, test: float,
+                held_out: set[str] = frozenset()) -> dict[str, list[str]]:
+    """Random clip-level split (HumanML3D uses 80/5/15); parts of one source clip stay together. Clips named in
+    `held_out` (whole source clips) form the `heldout` split and no other: never trained on, validated or
+    tested with, nor counted in the normalisation statistics."""
+    groups = sorted({name.split("__part")[0] for name in names} - set(held_out))
     random.Random(seed).shuffle(groups)
     n_val, n_test = int(round(len(groups) * val)), int(round(len(groups) * test))
     if len(groups) >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
     chosen = {"val": set(groups[:n_val]), "test": set(groups[n_val:n_val + n_test])}
-    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": [], "heldout": []}
     for name in sorted(names):
         group = name.split("__part")[0]
-        key = "val" if group in chosen["val"] else "test" if group in chosen["test"] else "train"
+        key = "heldout" if group in held_out else "val" if group in chosen["val"] \
+            else "test" if group in chosen["test"] else "train"
         splits[key].append(name)
     splits["all"] = sorted(names)
     return splits
 
 
-def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions: CaptionSource, *,
+def prepare(sources: Sequence[tuple[str | Path, CaptionSource]], out: str | Path, mapping: JointMapping, *,
             npy_fps: float = FPS, seed: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.15,
-            licence: str = "unknown", progress: bool = True) -> PrepareReport:
-    source, out = Path(source), Path(out)
+            held_out_styles: Sequence[str] = (), licence: str = "unknown", progress: bool = True) -> PrepareReport:
+    """Convert every clip under each source folder (with that folder's captions) into one dataset at `out`.
+    Clips whose style label is in `held_out_styles` go to the `heldout` split only (caption sources with
+    labels: `bandai` and labels.csv); clip names must be unique across sources."""
+    out = Path(out)
     for sub in ("new_joint_vecs", "new_joints", "texts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".bvh", ".npy") and p.is_file())
-    if not files:
-        raise ValueError(f"no .bvh or .npy files under {source}")
-    report = PrepareReport()
-    iterator = files
+    jobs = []
+    for source, captions in sources:
+        source = Path(source)
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".bvh", ".npy") and p.is_file())
+        if not files:
+            raise ValueError(f"no .bvh or .npy files under {source}")
+        jobs += [(source, captions, path) for path in files]
+    stems = [path.stem for _, _, path in jobs]
+    if len(set(stems)) != len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise ValueError(f"clip names repeat across sources: {', '.join(twice[:5])}")
+    report, held_out = PrepareReport(), set()
+    iterator = jobs
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(files, desc="prepare", unit="clip")
-    for path in iterator:
+        iterator = tqdm(jobs, desc="prepare", unit="clip")
+    for source, captions, path in iterator:
         rel = str(path.relative_to(source))
         try:
             joints = load_source_joints(path, mapping, npy_fps)
@@ -140,11 +156,15 @@ def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions
         if not captions.has(path):
             report.skipped[rel] = "no captions"
             continue
+        label = captions.label(path) if hasattr(captions, "label") else None
+        if label is not None and label[1] in held_out_styles:
+            held_out.add(path.stem)
         parts = split_long(joints)
         try:
             converted = [_convert(path, part, captions, k if len(parts) > 1 else None) for k, part in enumerate(parts)]
         except Exception as exc:  # e.g. a degenerate skeleton: reported, and no part of the clip is kept
             report.skipped[rel] = f"conversion failed: {exc}"
+            held_out.discard(path.stem)
             continue
         if len(parts) > 1:
             report.notes[rel] = f"{joints.shape[0] - 1} frames: split into {len(parts)} parts"
@@ -156,8 +176,10 @@ def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions
             report.prepared.append(name)
     if not report.prepared:
         _write_report(out, report)
-        raise ValueError(f"no usable clips under {source}:\n{report.summary()}")
-    splits = make_splits(report.prepared, seed, val_fraction, test_fraction)
+        raise ValueError(f"no usable clips under {', '.join(str(s) for s, _ in sources)}:\n{report.summary()}")
+    splits = make_splits(report.prepared, seed, val_fraction, test_fraction, held_out)
+    if held_out_styles and not splits["train"]:
+        raise ValueError("every clip has a held-out style: nothing is left to train on")
     for split, names in splits.items():
         (out / f"{split}.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     train = [np.load(out / "new_joint_vecs" / f"{n}.npy") for n in splits["train"] or splits["all"]]
@@ -165,7 +187,8 @@ def prepare(source: str | Path, out: str | Path, mapping: JointMapping, captions
     np.save(out / "Mean.npy", mean)
     np.save(out / "Std.npy", std)
     (out / "dataset.json").write_text(json.dumps({
-        "source": str(source), "clips": len(report.prepared), "skipped": len(report.skipped), "seed": seed,
+        "source": [str(s) for s, _ in sources], "clips": len(report.prepared), "skipped": len(report.skipped),
+        "seed": seed, "held_out_styles": list(held_out_styles), "held_out_clips": len(splits["heldout"]),
         "mapping_scale": mapping.scale, "licence": licence}, indent=1), encoding="utf-8")
     _write_report(out, report)
     return report

@@ -141,5 +141,5 @@ def build_synthetic_dataset(root: str | Path, num_clips: int = 24, seed: int = 0
     with tempfile.TemporaryDirectory() as tmp:
         source = write_synthetic_source(tmp, num_clips, seed)
         captions = load_caption_source(source / "captions.csv", source)
-        return prepare(source, root, IDENTITY, captions, seed=seed, val_fraction=0.1, test_fraction=0.1,
+        return prepare([(source, captions)], root, IDENTITY, seed=seed, val_fraction=0.1, test_fraction=0.1,
                        licence="synthetic test data (procedural, no licence restrictions)", progress=False)
