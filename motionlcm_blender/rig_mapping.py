@@ -91,9 +91,27 @@ def _limbs(collar: str, shoulder: str, elbow: str, wrist: str, hip: str, knee: s
             for side in ("left", "right") for joint, key in parts.items()}
 
 
+def _sided(parts: dict[str, tuple[str, ...]], prefixes: tuple[str, ...] = ("",)) -> dict[str, tuple[str, ...]]:
+    """Left and right joints from {joint: candidate keys}, each key also with every prefix (a family's own
+    prefix, which stays in the key when not every bone of the armature carries it)."""
+    return {f"{side}_{joint}": tuple(f"{p}{key}.{side[0]}" for key in keys for p in prefixes)
+            for side in ("left", "right") for joint, keys in parts.items()}
+
+
+def _prefixed(bones: dict[str, tuple[str, ...]], prefixes: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    return {joint: tuple(f"{p}{key}" for key in keys for p in prefixes) for joint, keys in bones.items()}
+
+
+_LIMB_JOINTS = ("collar", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "foot")
+_CC = ("", "ccbase")  # Character Creator: CC_Base_*, beside RL_BoneRoot in CC4 (so no shared prefix)
+_BIPED = ("bip01", "bip001", "")  # 3ds Max: "Bip01 L Thigh" (older) or "Bip001 L Thigh"; "" once stripped
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("mixamo", "Mixamo", {
-        "pelvis": ("hips",), "spine1": ("spine",), "spine2": ("spine1",), "spine3": ("spine2",),
+    # Mixamo's names are Maya HumanIK's, which allows up to ten spine bones (Spine, Spine1..Spine9) and is
+    # often under a namespace ("Character1:Hips") or a shared prefix ("Character1_Hips").
+    Preset("mixamo", "Mixamo / Maya HumanIK", {
+        "pelvis": ("hips",), "spine1": ("spine",), "spine2": ("spine2", "spine1"),
+        "spine3": tuple(f"spine{n}" for n in range(9, 1, -1)),
         "neck": ("neck",), "head": ("head",),
         **_limbs("shoulder", "arm", "forearm", "hand", "upleg", "leg", "foot", "toebase")},
         root=("hips",)),
@@ -119,6 +137,44 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "spine3": ("spine05", "spine03"), "neck": ("neck01",), "head": ("head",),
         **_limbs("clavicle", "upperarm", "lowerarm", "hand", "thigh", "calf", "foot", "ball")},
         root=("pelvis",)),
+    # Character Creator / iClone: Hip carries Pelvis (the thighs) and Waist (the spine).
+    Preset("cc_iclone", "Character Creator / iClone", {
+        **_prefixed({"pelvis": ("hip",), "spine1": ("waist",), "spine2": ("spine01",), "spine3": ("spine02",),
+                     "neck": ("necktwist01",), "head": ("head",)}, _CC),
+        **_sided(dict(zip(_LIMB_JOINTS, [("clavicle",), ("upperarm",), ("forearm",), ("hand",), ("thigh",),
+                                         ("calf",), ("foot",), ("toebase",)])), _CC)},
+        root=_prefixed({"root": ("hip",)}, _CC)["root"]),
+    # Daz Genesis 8 (lThighBend, lShldrBend, abdomenLower...) and 9 (l_thigh, l_upperarm, spine1..4...); the
+    # twist bones between are left at rest.
+    Preset("daz_genesis", "Daz Genesis 8/9", {
+        "pelvis": ("hip",), "spine1": ("abdomenlower", "spine1"), "spine2": ("chestlower", "spine3", "spine2"),
+        "spine3": ("chestupper", "spine4"), "neck": ("necklower", "neck1"), "head": ("head",),
+        **_sided(dict(zip(_LIMB_JOINTS, [("collar", "shoulder"), ("shldrbend", "upperarm"),
+                                         ("forearmbend", "forearm"), ("hand",), ("thighbend", "thigh"), ("shin",),
+                                         ("foot",), ("toe", "toes", "metatarsals")])))},
+        root=("hip",)),
+    # VRM / VRoid: J_Bip_C_Hips, J_Bip_L_UpperLeg... (VRoid), or the VRM humanoid names (hips, leftUpperLeg...).
+    Preset("vrm", "VRM / VRoid", {
+        "pelvis": ("jbipchips", "hips"), "spine1": ("jbipcspine", "spine"),
+        "spine2": ("jbipcchest", "chest", "jbipcspine", "spine"),
+        "spine3": ("jbipcupperchest", "upperchest", "jbipcchest", "chest"), "neck": ("jbipcneck", "neck"),
+        "head": ("jbipchead", "head"),
+        **_sided(dict(zip(_LIMB_JOINTS, [("shoulder",), ("upperarm",), ("lowerarm",), ("hand",), ("upperleg",),
+                                         ("lowerleg",), ("foot",), ("toebase", "toes")])), ("jbip", ""))},
+        root=("jbipchips", "hips")),
+    Preset("biped", "3ds Max Biped", {
+        **_prefixed({"pelvis": ("pelvis",), "spine1": ("spine",), "spine2": ("spine1",), "spine3": ("spine2",),
+                     "neck": ("neck",), "head": ("head",)}, _BIPED),
+        **_sided(dict(zip(_LIMB_JOINTS, [("clavicle",), ("upperarm",), ("forearm",), ("hand",), ("thigh",),
+                                         ("calf",), ("foot",), ("toe0",)])), _BIPED)},
+        root=("bip01", "bip001", "bip01pelvis", "bip001pelvis", "pelvis")),
+    # CMU motion capture as BVH (the MotionBuilder-friendly conversion): LowerBack below Spine, LHipJoint bones
+    # from the hips to the thighs (left at rest).
+    Preset("cmu", "CMU / MotionBuilder BVH", {
+        "pelvis": ("hips",), "spine1": ("lowerback",), "spine2": ("spine",), "spine3": ("spine1",),
+        "neck": ("neck",), "head": ("head",),
+        **_limbs("shoulder", "arm", "forearm", "hand", "upleg", "leg", "foot", "toebase")},
+        root=("hips",)),
     Preset("smpl", "SMPL joint names", {
         "pelvis": ("pelvis",), "spine1": ("spine1",), "spine2": ("spine2",), "spine3": ("spine3",),
         "neck": ("neck",), "head": ("head",),

@@ -254,3 +254,75 @@ def test_the_add_on_joint_order_is_the_backend_one():
     from motionlcm_blender.rig_mapping import JOINT_NAMES
 
     assert JOINT_NAMES == BACKEND_JOINT_NAMES
+
+
+# Bone names of the rig families animators bring (as their exporters or importers name them).
+CC3 = ["RL_BoneRoot", "CC_Base_BoneRoot", "CC_Base_Hip", "CC_Base_Pelvis", "CC_Base_Waist", "CC_Base_Spine01",
+       "CC_Base_Spine02", "CC_Base_NeckTwist01", "CC_Base_NeckTwist02", "CC_Base_Head"] + [
+    f"CC_Base_{s}_{b}" for s in "LR" for b in ("Clavicle", "Upperarm", "UpperarmTwist01", "Forearm",
+                                               "ForearmTwist01", "Hand", "Thigh", "ThighTwist01", "Calf", "Foot",
+                                               "ToeBase")]
+DAZ_G8 = ["hip", "pelvis", "abdomenLower", "abdomenUpper", "chestLower", "chestUpper", "neckLower", "neckUpper",
+          "head"] + [f"{s}{b}" for s in "lr" for b in ("Collar", "ShldrBend", "ShldrTwist", "ForearmBend",
+                                                       "ForearmTwist", "Hand", "ThighBend", "ThighTwist", "Shin",
+                                                       "Foot", "Metatarsals", "Toe")]
+DAZ_G9 = ["hip", "pelvis", "spine1", "spine2", "spine3", "spine4", "neck1", "neck2", "head"] + [
+    f"{s}_{b}" for s in "lr" for b in ("shoulder", "upperarm", "forearm", "hand", "thigh", "shin", "foot", "toes")]
+VROID = ["Root", "J_Bip_C_Hips", "J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_UpperChest", "J_Bip_C_Neck",
+         "J_Bip_C_Head", "J_Sec_Hair1_01"] + [f"J_Bip_{s}_{b}" for s in "LR" for b in (
+             "Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg", "LowerLeg", "Foot", "ToeBase")]
+VRM_HUMANOID = ["hips", "spine", "chest", "upperChest", "neck", "head"] + [
+    f"{s}{b}" for s in ("left", "right") for b in ("Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg",
+                                                    "LowerLeg", "Foot", "Toes")]
+BIPED = ["Bip01", "Bip01 Pelvis", "Bip01 Spine", "Bip01 Spine1", "Bip01 Spine2", "Bip01 Neck", "Bip01 Head"] + [
+    f"Bip01 {s} {b}" for s in "LR" for b in ("Clavicle", "UpperArm", "Forearm", "Hand", "Thigh", "Calf", "Foot",
+                                             "Toe0")]
+CMU = ["Hips", "LowerBack", "Spine", "Spine1", "Neck", "Neck1", "Head", "LHipJoint", "RHipJoint"] + [
+    f"{s}{b}" for s in ("Left", "Right") for b in ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot",
+                                                    "ToeBase")]
+HUMANIK = ["Hips", "Spine", "Spine1", "Spine2", "Spine3", "Spine4", "Neck", "Head"] + [
+    f"{s}{b}" for s in ("Left", "Right") for b in ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot",
+                                                    "ToeBase")]
+FAMILIES = {
+    "cc_iclone": [CC3, [n for n in CC3 if not n.startswith("RL_")]],
+    "daz_genesis": [DAZ_G8, DAZ_G9],
+    "vrm": [VROID, VRM_HUMANOID],
+    "biped": [BIPED, [n.replace("Bip01", "Bip001") for n in BIPED]],
+    "cmu": [CMU],
+    "mixamo": [HUMANIK, [f"Character1_{n}" for n in HUMANIK], [f"mocap:{n}" for n in HUMANIK]],  # Maya HumanIK
+}
+EXPECTED = {  # joint -> bone, for one rig of each family
+    "cc_iclone": {"pelvis": "CC_Base_Hip", "spine1": "CC_Base_Waist", "neck": "CC_Base_NeckTwist01",
+                  "left_hip": "CC_Base_L_Thigh", "left_knee": "CC_Base_L_Calf", "right_elbow": "CC_Base_R_Forearm",
+                  "left_foot": "CC_Base_L_ToeBase", "root": "CC_Base_Hip"},
+    "daz_genesis": {"pelvis": "hip", "spine1": "abdomenLower", "spine3": "chestUpper", "left_hip": "lThighBend",
+                    "left_shoulder": "lShldrBend", "right_elbow": "rForearmBend", "left_foot": "lToe",
+                    "root": "hip"},
+    "vrm": {"pelvis": "J_Bip_C_Hips", "spine3": "J_Bip_C_UpperChest", "left_hip": "J_Bip_L_UpperLeg",
+            "right_wrist": "J_Bip_R_Hand", "left_collar": "J_Bip_L_Shoulder", "root": "J_Bip_C_Hips"},
+    "biped": {"pelvis": "Bip01 Pelvis", "spine3": "Bip01 Spine2", "left_hip": "Bip01 L Thigh",
+              "right_ankle": "Bip01 R Foot", "left_foot": "Bip01 L Toe0", "root": "Bip01"},
+    "cmu": {"pelvis": "Hips", "spine1": "LowerBack", "spine2": "Spine", "spine3": "Spine1", "left_hip": "LeftUpLeg",
+            "left_knee": "LeftLeg", "left_collar": "LeftShoulder", "left_shoulder": "LeftArm", "root": "Hips"},
+    "mixamo": {"pelvis": "Hips", "spine1": "Spine", "spine2": "Spine2", "spine3": "Spine4", "left_hip": "LeftUpLeg",
+                "root": "Hips"},
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_rig_family_is_detected_and_mapped_completely(family: str) -> None:
+    for names in FAMILIES[family]:
+        mapping = resolve_mapping(names)
+        assert mapping.preset == family, (names[:3], mapping.preset)
+        assert not mapping.missing_required and all(b in names for b in mapping.bones.values())
+        assert len(mapping.bones) >= 21, sorted(set(JOINTS) - set(mapping.bones))
+    mapping = resolve_mapping(FAMILIES[family][0])
+    for joint, bone in EXPECTED[family].items():
+        assert (mapping.root_bone if joint == "root" else mapping.bones[joint]) == bone, joint
+
+
+def test_older_presets_keep_their_rigs():
+    """Names close to the new families' (Mixamo's, CC-prefixed Mixamo, Unreal) still go to their own preset."""
+    assert resolve_mapping(MIXAMO).preset == "mixamo"
+    assert resolve_mapping([f"CC_Base_{n}" for n in MIXAMO]).preset == "mixamo"
+    assert resolve_mapping(UE5).preset == "ue_mannequin"
