@@ -30,6 +30,7 @@ class GenerationPlan:
     unit_scale: float
     location: tuple[float, float, float] = (0.0, 0.0, 0.0)
     history: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what applying it had to do differently (shown as warnings)
 
 
 def _target(context: bpy.types.Context) -> tuple[str, bpy.types.Object | None]:
@@ -111,6 +112,9 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
             action = retarget_rig.bake_to_rig(obj, variation, name, plan.start_frame,
                                               frame_step=plan.scene_fps / float(result["fps"]), preset=plan.mapping,
                                               props=props, rest_joints=result["rest_joints"])
+            note = retarget_rig.travel_note_for(obj, plan.mapping)
+            if note and note not in plan.notes:
+                plan.notes.append(note)
         else:
             action = bake.bake_variation(obj, list(result["joint_names"]), variation, float(result["fps"]),
                                          plan.start_frame, plan.scene_fps, name, props, plan.unit_scale)

@@ -81,6 +81,7 @@ class GenerationRun:
         if self.character_only:
             return self._end(FINISHED, f"created {obj.name}.", session.set_info)
         fit, self.warnings = generation_request.control_summary(self.job.results.get("generate", {}))
+        self.warnings += self.plan.notes
         done = f"baked '{obj.animation_data.action.name}' onto {obj.name}." + (f" {fit}." if fit else "")
         return self._end(FINISHED, done, lambda message: session.set_info(message, self.warnings))
 

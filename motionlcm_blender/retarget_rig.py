@@ -58,9 +58,43 @@ def rig_rest_of(armature_obj: bpy.types.Object) -> rig_solver.RigRest:
         constraints=[_constraints_of(armature_obj, armature_obj.pose.bones[n], index) for n in names])
 
 
-def _check_keyable(armature_obj: bpy.types.Object, mapping: rig_mapping.RigMapping) -> None:
+def travel_carrier(armature_obj: bpy.types.Object, rig: rig_solver.RigRest, root_bone: str) -> str | None:
+    """Where the root travel is keyed: the mapped root bone if Blender lets its location move it, else its
+    nearest ancestor that can move, else None (the armature object). A bone connected to its parent
+    (`use_connect`) ignores its location, and a locked location cannot be keyed."""
+    bones, pose_bones = armature_obj.data.bones, armature_obj.pose.bones
+    movable = [not bones[n].use_connect and not any(pose_bones[n].lock_location) for n in rig.names]
+    return rig_solver.travel_bone(rig, root_bone, movable)
+
+
+def travel_note(armature_obj: bpy.types.Object, root_bone: str, carrier: str | None) -> str:
+    """What the panel and the report say when the travel could not go to the mapped root bone ('' if it did)."""
+    if carrier == root_bone:
+        return ""
+    why = "is connected to its parent" if armature_obj.data.bones[root_bone].use_connect else \
+        "has a locked location"
+    where = f"its ancestor bone '{carrier}'" if carrier else f"the armature object '{armature_obj.name}'"
+    return f"The root bone '{root_bone}' {why}, so the travel is keyed on {where}."
+
+
+def travel_note_for(armature_obj: bpy.types.Object, preset: str | None = "auto") -> str:
+    """travel_note for the armature's mapping under `preset`."""
+    mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
+    return travel_note(armature_obj, mapping.root_bone,
+                       travel_carrier(armature_obj, rig_rest_of(armature_obj), mapping.root_bone))
+
+
+def _top_bone(rig: rig_solver.RigRest, bone: str) -> str:
+    b = rig.index(bone)
+    while rig.parents[b] >= 0:
+        b = rig.parents[b]
+    return rig.names[b]
+
+
+def _check_keyable(armature_obj: bpy.types.Object, mapping: rig_mapping.RigMapping, carrier: str | None) -> None:
+    keyed = [*mapping.bones.values(), *([carrier] if carrier else [])]
     driven = [f"{bone} ({c.type.replace('_', ' ').title()})"
-              for bone in dict.fromkeys([*mapping.bones.values(), mapping.root_bone])
+              for bone in dict.fromkeys(keyed)
               for c in armature_obj.pose.bones[bone].constraints
               if c.type in _OVERRIDING and c.enabled and c.influence > 0]
     if driven:
@@ -121,16 +155,23 @@ def retarget_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], p
         raise RigMappingError(f"Retargeting needs an armature; '{name}' is not one. Select the character's armature.")
     root, quats, rest = _motion_arrays(result, rest_joints)
     mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
-    _check_keyable(armature_obj, mapping)
-    pose = rig_solver.solve_rig_pose(rig_rest_of(armature_obj), mapping.bones, mapping.positions,
-                                     mapping.root_bone, rest, root, quats, in_place, root_scale)
+    rig = rig_rest_of(armature_obj)
+    carrier = travel_carrier(armature_obj, rig, mapping.root_bone)
+    _check_keyable(armature_obj, mapping, carrier)
+    solve_root = carrier or _top_bone(rig, mapping.root_bone)
+    pose = rig_solver.solve_rig_pose(rig, mapping.bones, mapping.positions, solve_root, rest, root, quats,
+                                     in_place, root_scale)
     rotations = dict(pose.rotations)
     rotations.setdefault(mapping.root_bone, np.tile(_IDENTITY, (len(root), 1)))  # solved as unrotated
     channels: Channels = {}
     for bone, values in rotations.items():
         prop, channel = _rotation_channel(armature_obj.pose.bones[bone].rotation_mode, values)
         channels[(bone, prop)] = channel
-    channels[(mapping.root_bone, "location")] = pose.root_location
+    if carrier is not None:
+        channels[(carrier, "location")] = pose.root_location
+    else:  # no bone can move: the armature object travels (its own axes and scale apply to the offset)
+        basis = np.array(armature_obj.matrix_basis)
+        channels[("", "location")] = basis[:3, 3] + pose.root_offset @ basis[:3, :3].T
     for bone, prop, value in mapping.properties:  # e.g. Rigify IK_FK = 1: the limbs follow the FK controls
         if prop in armature_obj.pose.bones[bone]:
             path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{prop}"]'

@@ -74,6 +74,7 @@ class RigPose:
     rotations: dict[str, np.ndarray]  # bone -> (T, 4) w, x, y, z basis rotations, sign-continuous
     root_location: np.ndarray  # (T, 3) basis location of the root bone (bone axes, armature units)
     root: RootMapping
+    root_offset: np.ndarray  # (T, 3) the same travel in armature space (for keying the armature object instead)
 
 
 # ---- rotation helpers (vectorised over leading axes) ----
@@ -328,4 +329,13 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     # Rotations do not depend on the root offset, so each bone's frame before its basis ("own") is final.
     rotations = {rig.names[b]: make_continuous(matrix_to_quat(np.swapaxes(own[b], -1, -2) @ target))
                  for b, target in targets.items()}
-    return RigPose(rotations, root_location, root_map)
+    return RigPose(rotations, root_location, root_map, offset)
+
+
+def travel_bone(rig: RigRest, root_bone: str, movable: list[bool]) -> str | None:
+    """The bone that carries the travel: `root_bone` when it can move (`movable`, per bone: not connected to its
+    parent, location not locked), else its nearest ancestor that can; None when none can (key the object)."""
+    b = rig.index(root_bone)
+    while b >= 0 and not movable[b]:
+        b = rig.parents[b]
+    return rig.names[b] if b >= 0 else None

@@ -215,3 +215,50 @@ def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
     pelvis = _world_heads(rig, {"pelvis": org["pelvis"]}, START + 11)["pelvis"]
     travel = HUMANML_TO_BLENDER @ (motion["root_translation"][11] - motion["rest_joints"][0])
     np.testing.assert_allclose(pelvis, rest["pelvis"] + scale * travel, atol=1e-4)
+
+
+def _follows_travel(obj: bpy.types.Object, hips_bone: str, motion: dict, rest_hips: np.ndarray) -> None:
+    travel = HUMANML_TO_BLENDER @ (motion["root_translation"] - motion["rest_joints"][0]).T
+    assert np.linalg.norm(travel[:, CHECK_FRAMES[-1]]) > 0.1  # the motion does travel
+    for f in CHECK_FRAMES:
+        hips = _world_heads(obj, {"pelvis": hips_bone}, START + f)["pelvis"]
+        np.testing.assert_allclose(hips, rest_hips + hip_height_ratio() * travel[:, f], atol=1e-4)
+
+
+def test_travel_of_a_connected_hip_goes_to_the_root_bone_above_it() -> None:
+    """A hip bone connected to a root bone ignores its location channel: the travel is keyed on the root bone
+    instead, and the note says so."""
+    obj = _build_armature("Rig", dict(MIXAMO_BONES))
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    hips = obj.data.edit_bones["Hips"]
+    root = obj.data.edit_bones.new("root")
+    root.head, root.tail = (0.0, 0.0, 0.0), tuple(hips.head)
+    hips.parent, hips.use_connect = root, True
+    bpy.ops.object.mode_set(mode="OBJECT")
+    motion = synthetic_motion()
+    rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
+    channels = retarget_rig.retarget_to_rig(obj, motion)
+    assert ("root", "location") in channels and ("Hips", "location") not in channels
+    bake.write_action(obj, "walk", channels, START)
+    _follows_travel(obj, "Hips", motion, rest_hips)
+    assert retarget_rig.travel_note_for(obj) == ("The root bone 'Hips' is connected to its parent, so the travel "
+                                                 "is keyed on its ancestor bone 'root'.")
+
+
+def test_travel_of_a_locked_hip_with_nothing_above_moves_the_armature_object() -> None:
+    world = Matrix.Translation((1.0, -2.0, 0.0)) @ Matrix.Rotation(np.pi / 3, 4, "Z")
+    obj = _build_armature("Rig", dict(MIXAMO_BONES), world)
+    obj.pose.bones["Hips"].lock_location = (True, True, True)
+    motion = synthetic_motion()
+    rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
+    channels = retarget_rig.retarget_to_rig(obj, motion)
+    assert ("", "location") in channels and ("Hips", "location") not in channels
+    bake.write_action(obj, "walk", channels, START)
+    turn = np.array(world.to_3x3())
+    travel = HUMANML_TO_BLENDER @ (motion["root_translation"] - motion["rest_joints"][0]).T
+    for f in CHECK_FRAMES:
+        hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
+        np.testing.assert_allclose(hips, rest_hips + turn @ (hip_height_ratio() * travel[:, f]), atol=1e-4)
+    assert "the armature object 'Rig'" in retarget_rig.travel_note_for(obj)
+    assert retarget_rig.travel_note_for(_build_armature("Free", dict(MIXAMO_BONES))) == ""
