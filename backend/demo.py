@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .handlers import result_fields, skeleton_fields
     from .pipeline import MotionLCMPipeline
     from .preview import render_gif
-    from .retarget import default_skeleton, travel_scale, write_bvh
+    from .retarget import GENERATED_REFINE, default_skeleton, travel_scale, write_bvh
     from .server import BodyModel
 
     out = Path(args.out)
@@ -54,7 +54,8 @@ def run_demo(args: argparse.Namespace) -> int:
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
     skeleton = skeleton_fields(BodyModel(), encode=np.asarray)
-    target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True, root_scale=scale)
+    target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True, root_scale=scale,
+                       refine=GENERATED_REFINE)
     render_gif(target.fk(), out / "demo.gif", fps=BLEND_FPS, paths=[path], title=args.prompt)  # as delivered
     written = ["demo.npz", "demo.bvh", "demo.gif"]
     try:

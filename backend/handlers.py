@@ -14,7 +14,7 @@ import numpy as np
 
 from .body_mesh import body_mesh, model_body
 from .protocol import GenerateRequest, encode_array
-from .retarget import retarget, travel_scale
+from .retarget import GENERATED_REFINE, retarget, travel_scale
 from .retarget.rest_pose import RestSkeleton, default_skeleton
 from .skeleton import JOINT_NAMES, PARENTS
 
@@ -75,7 +75,7 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     targets = []
     for i, motion in enumerate(generation.motions):
         targets.append(retarget(motion, skeleton=target, target_fps=request.target_fps, in_place=request.in_place,
-                                foot_lock=request.foot_lock, root_scale=scale))
+                                foot_lock=request.foot_lock, root_scale=scale, refine=GENERATED_REFINE))
         report("retargeting", (i + 1) / len(generation.motions))
     timings = {name: float(ms) for name, ms in dict(generation.timings).items()}
     timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0

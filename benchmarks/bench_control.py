@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from backend.controls import JointControl  # noqa: E402
 from backend.motion import Motion  # noqa: E402
 from backend.pipeline import MotionLCMPipeline  # noqa: E402
-from backend.retarget import retarget  # noqa: E402
+from backend.retarget import GENERATED_REFINE, retarget  # noqa: E402
 from backend.retarget.feet import skating_ratio  # noqa: E402
 from backend.skeleton import MIN_FRAMES  # noqa: E402
 from training.evaluation.control_paths import built_paths, held_out_paths  # noqa: E402
@@ -51,7 +51,8 @@ def _timed(pipe: MotionLCMPipeline, prompt: str, controls: list[JointControl], f
 
 def _skating(result) -> float:
     motion = result.motions[0]
-    return skating_ratio(retarget(Motion(motion.joints, features=motion.features), foot_lock=True).fk())
+    delivered = retarget(Motion(motion.joints, features=motion.features), foot_lock=True, refine=GENERATED_REFINE)
+    return skating_ratio(delivered.fk())
 
 
 def _sparse(path: np.ndarray, density: float) -> JointControl:

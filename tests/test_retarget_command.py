@@ -44,10 +44,18 @@ def test_bvh_out_with_options(clip_npz, tmp_path):
 
 def test_npz_out(clip_npz, tmp_path):
     out = tmp_path / "clip.npz"
-    assert _run([str(clip_npz), "--out", str(out), "--refine"]) == 0
+    assert _run([str(clip_npz), "--out", str(out), "--refine", "positions"]) == 0
     with np.load(out) as data:
         assert data["local_quats"].shape == (116, 22, 4) and data["root_translation"].shape == (116, 3)
         assert list(data["joint_names"]) == list(JOINT_NAMES) and float(data["fps"]) == 20.0
+
+
+def test_no_refine_is_refine_off(clip_npz, tmp_path):
+    for flags, name in ((["--no-refine"], "a.npz"), (["--refine", "off"], "b.npz"), ([], "c.npz")):
+        assert _run([str(clip_npz), "--out", str(tmp_path / name), *flags]) == 0
+    a, b, c = (np.load(tmp_path / n)["local_quats"] for n in ("a.npz", "b.npz", "c.npz"))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)  # the default refines (its directions mode)
 
 
 def test_errors(clip_npz, tmp_path):

@@ -37,7 +37,7 @@ def test_wrong_shape():
         solve(np.zeros((4, 21, 3)), default_skeleton())
 
 
-@pytest.mark.parametrize("options", [{}, {"foot_lock": True, "refine": True, "target_fps": 30.0, "in_place": True}])
+@pytest.mark.parametrize("options", [{}, {"foot_lock": True, "refine": "positions", "target_fps": 30.0, "in_place": True}])
 def test_single_frame(options):
     skeleton = default_skeleton()
     result = retarget(Motion(skeleton.joints[None] + 0.1, fps=20.0), skeleton, **options)
@@ -52,14 +52,14 @@ def test_zero_length_bones_fall_back_to_parent():
     joints = np.repeat(skeleton.joints[None], 4, axis=0)
     joints[:, 20] = joints[:, 18]  # left wrist on the elbow
     joints[:, [4, 7, 10]] = joints[:, 1:2]  # left knee, ankle and foot on the hip
-    result = retarget(Motion(joints, fps=20.0), skeleton, refine=False)
+    result = retarget(Motion(joints, fps=20.0), skeleton, refine="off")
     _assert_sane(result)  # analytic: the collapsed bones keep their rest direction relative to the parent
     np.testing.assert_allclose(result.local_quats[:, [18, 4, 7]], np.tile([1.0, 0, 0, 0], (4, 3, 1)), atol=1e-9)
-    _assert_sane(retarget(Motion(joints, fps=20.0), skeleton, foot_lock=True, refine=True))
+    _assert_sane(retarget(Motion(joints, fps=20.0), skeleton, foot_lock=True, refine="positions"))
 
 
 def test_all_joints_at_one_point():
-    result = retarget(Motion(np.full((6, 22, 3), 0.5), fps=20.0), foot_lock=True, refine=True, target_fps=24.0)
+    result = retarget(Motion(np.full((6, 22, 3), 0.5), fps=20.0), foot_lock=True, refine="positions", target_fps=24.0)
     _assert_sane(result)
 
 

@@ -82,4 +82,4 @@ def test_retarget_target_fps_matches_fk_of_resampled():
     assert result.num_frames == 12 and result.fps == 30.0
     expected_x = np.minimum(np.arange(12) / 30.0, 7 / 20.0) * 2.0  # 0.1 m per 20-fps frame
     np.testing.assert_allclose(forward_kinematics(result.root_translation, result.local_quats,
-                                                  result.offsets)[0][:, 0, 0], expected_x, atol=1e-9)
+                                                  result.offsets)[0][:, 0, 0], expected_x, atol=1e-7)  # float32 refine

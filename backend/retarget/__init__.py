@@ -2,8 +2,8 @@
 
 A `Motion`'s joints (T, 22, 3) become a root translation and local rotations on a rest skeleton (default: SMPL-X
 neutral, see `rest_pose`), with bone lengths matched to that skeleton (the rotations are what transfer), root motion
-scaled to its legs, the lowest foot on the floor, optional foot locking, optional in-place root, refinement (on
-by default: it minimises the position error on the target skeleton), and resampling to any frame rate.
+scaled to its legs, the lowest foot on the floor, optional foot locking, optional in-place root, refinement (see
+`REFINE_MODES`), and resampling to any frame rate.
 `Retargeted.fk()` gives the positions; `write_bvh` a BVH file.
 
 Steps, in order: analytic IK (`ik`) -> refinement (`refine`, skippable) -> optional foot locking on the FK positions
@@ -25,10 +25,11 @@ from ..motion import Motion
 from . import feet, ik, kinematics
 from .kinematics import forward_kinematics, match_bone_lengths, travel_scale
 from .refine import refine as refine_rotations
+from .refine_modes import GENERATED_REFINE, REFINE_MODES
 from .resample import resample, source_positions
 from .rest_pose import RestSkeleton, default_skeleton, fitted_skeleton, skeleton_from_model
 
-__all__ = ["Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton", "retarget", "skeleton_from_model",
+__all__ = ["GENERATED_REFINE", "REFINE_MODES", "Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton", "retarget", "skeleton_from_model",
            "travel_scale", "write_bvh"]
 
 
@@ -79,14 +80,15 @@ class Retargeted:
 
 
 def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: float | None = None,
-             in_place: bool = False, foot_lock: bool = False, refine: bool = True, ground: bool = True,
+             in_place: bool = False, foot_lock: bool = False, refine: str = "directions", ground: bool = True,
              scale_root: bool = True, device: str = "cpu", root_scale: float | None = None) -> Retargeted:
     """Retarget `motion` (joints in metres, Y up, at `motion.fps`) onto `skeleton` (default SMPL-X neutral).
 
     `scale_root` scales root motion by the ratio of the target's leg length to the clip's (`root_scale`, when given,
     is the ratio to use instead: `travel_scale(skeleton)` for a motion generated for controls in the target's
-    space, so that its root lands on them; refinement then leaves the root there); `refine` runs the
-    Gauss-Newton refinement (torch, on `device`; ~30 ms for 196 frames on one CPU core); `ground` puts the clip's
+    space, so that its root lands on them; refinement then leaves the root there); `refine` picks the
+    Gauss-Newton refinement (`REFINE_MODES`; torch, on `device`; ~30 ms for 196 frames on one CPU core); `ground`
+    puts the clip's
     lowest ankle/foot joint on y = 0; `foot_lock` holds feet still during their contacts (the contact channels of
     `motion.features` when it has them, else contacts detected from the joints); `in_place` zeroes the root's X and
     Z; `target_fps` resamples (duration = frames / fps preserved). Raises InvalidRequest for empty, non-finite or
@@ -100,9 +102,12 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
     scale = root_scale if root_scale is not None else \
         kinematics.root_scale(joints, skeleton) if scale_root else 1.0
     root, quats = ik.solve(joints, skeleton, fps, scale)
-    if refine:
+    if refine not in REFINE_MODES:
+        raise InvalidRequest(f"refine must be one of {', '.join(REFINE_MODES)}, got {refine!r}")
+    if refine != "off":
         root, quats = refine_rotations(root, quats, skeleton, match_bone_lengths(joints, skeleton, scale),
-                                       device=device, move_root=root_scale is None)
+                                       device=device, move_root=root_scale is None,
+                                       keep_directions=refine == "directions")
     contacts = None
     if foot_lock:
         positions = forward_kinematics(root, quats, skeleton.offsets)[0]
@@ -132,7 +137,7 @@ def _resample_flags(flags: np.ndarray, fps: float, target_fps: float) -> np.ndar
 
 
 def write_bvh(motion: Motion, path: str | Path, fps: float | None = None, scale: float = 1.0,
-              in_place: bool = False, foot_lock: bool = False, refine: bool = True,
+              in_place: bool = False, foot_lock: bool = False, refine: str = "directions",
               skeleton: RestSkeleton | None = None, root_scale: float | None = None) -> Retargeted:
     """Retarget `motion` and write it as a BVH file (what `motionlcm generate ... --out clip.bvh` calls)."""
     result = retarget(motion, skeleton, target_fps=fps, in_place=in_place, foot_lock=foot_lock, refine=refine,

@@ -1,4 +1,4 @@
-"""`motionlcm retarget in.npz --fps 30 --out clip.bvh [--in-place] [--foot-lock] [--no-refine] [--scale 100]`."""
+"""`motionlcm retarget in.npz --fps 30 --out clip.bvh [--in-place] [--foot-lock] [--refine MODE] [--scale 100]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InvalidRequest
 from ..motion import Motion
+from .refine_modes import GENERATED_REFINE, REFINE_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,8 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--fps", type=float, default=None, help="target frame rate (default: the input's)")
     p.add_argument("--in-place", action="store_true", help="remove horizontal root motion")
     p.add_argument("--foot-lock", action="store_true", help="hold feet still during ground contacts")
-    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                   help="refine rotations and root for position accuracy (torch; default on)")
+    p.add_argument("--refine", choices=REFINE_MODES, default="directions",
+                   help="after the analytic solve: 'directions' (default) refines only the joints with several "
+                        "children and the root, every other bone keeps the clip's direction; 'positions' also bends "
+                        "bones to bring joints closer (for clips shaped like the SMPL/HumanML3D body); 'off'")
+    p.add_argument("--no-refine", dest="refine", action="store_const", const="off", help="the same as --refine off")
     p.add_argument("--no-ground", action="store_true", help="keep heights (default: lowest foot on the floor)")
     p.add_argument("--scale", type=float, default=1.0, help="BVH length unit per metre (100 = centimetres)")
     p.add_argument("--rotation-order", default="ZXY", help="BVH Euler channel order (default ZXY)")
@@ -41,10 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def write_motion_bvh(motion: Motion, path: Path | str, fps: float | None = None, in_place: bool = False,
-                     foot_lock: bool = False, scale: float = 1.0, refine: bool = True,
+                     foot_lock: bool = False, scale: float = 1.0, refine: str = GENERATED_REFINE,
                      root_scale: float | None = None) -> None:
-    """Retarget `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out clip.bvh`);
-    `root_scale` as in `retarget`."""
+    """Retarget a generated `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out
+    clip.bvh`); `refine` and `root_scale` as in `retarget` (a generated motion has the model's body)."""
     from . import write_bvh
 
     write_bvh(motion, path, fps=fps, scale=scale, in_place=in_place, foot_lock=foot_lock, refine=refine,

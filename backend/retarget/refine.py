@@ -48,10 +48,21 @@ def _ancestors(j: int) -> list[int]:
     return out
 
 
+def _subtree(j: int) -> list[int]:
+    return [k for k in range(NUM_JOINTS) if k == j or j in _ancestors(k)]
+
+
 _LEVELS, _UNORDER = _levels(PARENTS)
 _MOVERS = [j for j in range(NUM_JOINTS) if j in PARENTS]  # joints with children
-# (moved joint k, index of a mover above it): the non-zero 3x3 blocks of the Jacobian.
-_PAIRS = [(k, _MOVERS.index(j)) for k in range(1, NUM_JOINTS) for j in _ancestors(k)]
+# (moved joint k, index of a mover above it, the joint whose offset from the mover moves k): the non-zero 3x3
+# blocks of the Jacobian. Positions mode: a mover turns its whole subtree about itself.
+_PAIRS = [(k, _MOVERS.index(j), k) for k in range(1, NUM_JOINTS) for j in _ancestors(k)]
+# Directions mode: only the joints with several children (pelvis, spine3) turn, and only the offsets to their
+# children; each child's subtree then moves without turning, so every bone with a single child keeps the
+# direction the analytic solve gave it.
+_BRANCHES = [j for j in range(NUM_JOINTS) if PARENTS.count(j) > 1]
+_BRANCH_PAIRS = [(k, _BRANCHES.index(j), c) for j in _BRANCHES for c in range(NUM_JOINTS) if PARENTS[c] == j
+                 for k in _subtree(c)]
 
 
 def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,13 +102,18 @@ def _exp(v: torch.Tensor) -> torch.Tensor:
 
 def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: RestSkeleton, target: np.ndarray,
            iterations: int = 1, smooth_weight: float = 1e-3, damping: float = 1e-5,
-           device: str | torch.device = "cpu", move_root: bool = True) -> tuple[np.ndarray, np.ndarray]:
+           device: str | torch.device = "cpu", move_root: bool = True,
+           keep_directions: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Refined root translation (T, 3) and local rotations (T, 22, 4) w,x,y,z bringing FK on `skeleton` closer to
     `target` (T, 22, 3) metres.
 
     `smooth_weight` (metres^2 per radian^2) ties each frame's correction to its neighbours'; `damping` keeps
     directions that positions do not determine (twists of bones above leaves) where the analytic solve put them.
     `move_root=False` keeps the root translation as given (a root that was fitted to a path stays on it).
+    `keep_directions` (default): only the joints with several children turn their offsets to their children, so
+    every bone with a single child keeps its analytic direction whatever the source's proportions; False: every
+    joint with children turns its subtree (positions as close as the target's shape allows, at the price of bone
+    directions on a source shaped unlike the target).
     """
     if np.shape(target) != np.shape(local_quats)[:2] + (3,) or np.shape(root_translation) != (len(target), 3):
         raise InvalidRequest(f"refine needs root (T, 3), rotations (T, 22, 4) and target (T, 22, 3); got "
@@ -108,7 +124,7 @@ def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: Rest
         torch.set_num_threads(1)
     try:
         root, local = _gauss_newton(root_translation, local_quats, skeleton, target, iterations, smooth_weight,
-                                    damping, dev, move_root)
+                                    damping, dev, move_root, keep_directions)
     finally:
         torch.set_num_threads(threads)
     return root.cpu().double().numpy(), continuous(matrix_to_quat(local).cpu().double().numpy())
@@ -116,26 +132,29 @@ def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: Rest
 
 def _gauss_newton(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: RestSkeleton,
                   target: np.ndarray, iterations: int, smooth_weight: float, damping: float,
-                  dev: torch.device, move_root: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                  dev: torch.device, move_root: bool, keep_directions: bool) -> tuple[torch.Tensor, torch.Tensor]:
     dtype = torch.float32  # as accurate as float64 here (errors in mm) and ~1.5x faster on CPU
     local = torch.as_tensor(quat_to_matrix(np.asarray(local_quats, dtype=np.float64)), dtype=dtype, device=dev)
     root = torch.as_tensor(root_translation, dtype=dtype, device=dev)
     goal = torch.as_tensor(target, dtype=dtype, device=dev)
     offsets = torch.as_tensor(skeleton.offsets, dtype=dtype, device=dev)
-    frames, unknowns = local.shape[0], 3 * len(_MOVERS) + 3
-    moved = torch.tensor([k for k, _ in _PAIRS], device=dev)
-    movers_of = torch.tensor([_MOVERS[m] for _, m in _PAIRS], device=dev)
-    mover_slot = torch.tensor([m for _, m in _PAIRS], device=dev)
-    movers = torch.tensor(_MOVERS, device=dev)
-    parents = torch.tensor([max(PARENTS[j], 0) for j in _MOVERS], device=dev)
+    mover_list, pairs = (_BRANCHES, _BRANCH_PAIRS) if keep_directions else (_MOVERS, _PAIRS)
+    frames, unknowns = local.shape[0], 3 * len(mover_list) + 3
+    moved = torch.tensor([k for k, _, _ in pairs], device=dev)
+    lever = torch.tensor([c for _, _, c in pairs], device=dev)
+    movers_of = torch.tensor([mover_list[m] for _, m, _ in pairs], device=dev)
+    mover_slot = torch.tensor([m for _, m, _ in pairs], device=dev)
+    movers = torch.tensor(mover_list, device=dev)
+    parents = torch.tensor([max(PARENTS[j], 0) for j in mover_list], device=dev)
+    children = [(mover_list.index(PARENTS[c]), c) for c in range(NUM_JOINTS) if PARENTS[c] in mover_list]
     is_root = (movers == 0)[None, :, None, None]
     eye = torch.eye(unknowns, dtype=dtype, device=dev)
     smooth = smooth_weight if frames > 1 else 0.0
     for _ in range(iterations):
         pos, glob = fk_torch(root, local, offsets)
         residual = (pos - goal).reshape(frames, -1)
-        jac = torch.zeros(frames, NUM_JOINTS, 3, len(_MOVERS) + 1, 3, dtype=dtype, device=dev)
-        blocks = -_skew(pos[:, moved] - pos[:, movers_of])  # (T, pairs, 3, 3)
+        jac = torch.zeros(frames, NUM_JOINTS, 3, len(mover_list) + 1, 3, dtype=dtype, device=dev)
+        blocks = -_skew(pos[:, lever] - pos[:, movers_of])  # (T, pairs, 3, 3)
         jac[:, moved, :, mover_slot, :] = blocks.permute(1, 0, 2, 3)
         if move_root:  # the root translation moves every joint; else its unknown is held by the damping alone
             jac[:, :, :, -1, :] = torch.eye(3, dtype=dtype, device=dev)
@@ -153,4 +172,9 @@ def _gauss_newton(root_translation: np.ndarray, local_quats: np.ndarray, skeleto
         update = _exp(delta[:, :-1])  # world-frame rotations (T, movers, 3, 3)
         g_parent = torch.where(is_root, torch.eye(3, dtype=dtype, device=dev), glob[:, parents])
         local[:, movers] = _mm3(_mm3(g_parent.transpose(-1, -2), update), _mm3(g_parent, local[:, movers]))
+        if keep_directions:  # the children keep their world rotations: undo the turn in their local ones
+            for slot, child in children:
+                g_mover = glob[:, mover_list[slot]]
+                undo = _mm3(_mm3(g_mover.transpose(-1, -2), update[:, slot].transpose(-1, -2)), g_mover)
+                local[:, child] = _mm3(undo, local[:, child])
     return root, local

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from backend.motion import Motion
-from backend.retarget import retarget
+from backend.retarget import GENERATED_REFINE, retarget
 from backend.retarget.feet import floor_height, skating_ratio
 
 CONTROL_KEYS = ("traj_fail_20cm", "traj_fail_50cm", "kps_fail_20cm", "kps_fail_50cm", "kps_mean_err(m)")
@@ -58,7 +58,8 @@ def foot_locked_skating_ratio(clips: list[np.ndarray], features: list[np.ndarray
     """Average skating ratio of clips (T, 22, 3) as the BVH writer and the add-on deliver them with Foot Lock:
     retargeted onto the default body, grounded, each foot held still during the contacts that the clip's own
     (T, 263) un-normalised features predict (`backend.retarget`)."""
-    return float(np.mean([skating_ratio(retarget(Motion(clip, fps=fps, features=feats), foot_lock=True).fk())
+    return float(np.mean([skating_ratio(retarget(Motion(clip, fps=fps, features=feats), foot_lock=True,
+                                                 refine=GENERATED_REFINE).fk())
                           for clip, feats in zip(clips, features, strict=True)]))
 
 
