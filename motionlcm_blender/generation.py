@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import bake, character, curve_sources, curves, generation_request, rig_mapping
+from . import bake, character, curve_sources, curves, generation_request
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
 HISTORY_LIMIT = 50
@@ -43,7 +43,9 @@ def _target(context: bpy.types.Context) -> tuple[str, bpy.types.Object | None]:
     if character.is_motionlcm_character(obj):
         return SMPL, obj
     # refuse an unmappable rig before the backend spends seconds on a motion that cannot be applied
-    rig_mapping.resolve_mapping([bone.name for bone in obj.data.bones], settings.mapping, obj.name)
+    from . import retarget_rig  # bpy-heavy: only for rig targets
+
+    retarget_rig.mapping_of(obj, settings.mapping)
     return RIG, obj
 
 

@@ -10,7 +10,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 from bpy.types import PropertyGroup
 
-from . import curve_sources, generation_request, rig_mapping
+from . import curve_sources, generation_request, rig_mapping, rig_shape
 
 JOINT_LABELS = {"pelvis": "Pelvis", "head": "Head", "left_wrist": "Left Wrist", "right_wrist": "Right Wrist",
                 "left_foot": "Left Foot", "right_foot": "Right Foot"}
@@ -26,8 +26,11 @@ def _is_armature(_self, obj: bpy.types.Object) -> bool:
 
 
 # Static items: Blender keeps no reference to strings a dynamic items callback returns.
-MAPPING_ITEMS = [(AUTO_MAPPING, "Auto-detect", "Match the rig's bone names against every known preset")] + [
-    (key, preset.label, f"Bone names of the {preset.label} preset") for key, preset in rig_mapping.PRESETS.items()]
+MAPPING_ITEMS = [(AUTO_MAPPING, "Auto-detect", "Match the rig's bone names against every known preset; when none "
+                  "fits, map it by shape")] + [
+    (key, preset.label, f"Bone names of the {preset.label} preset") for key, preset in rig_mapping.PRESETS.items()] + [
+    (rig_shape.SHAPE, "By Shape", "Find the pelvis, spine, head, legs and arms from the hierarchy and the rest pose, "
+     "whatever the bones are called")]
 
 
 class MotionLCMControl(PropertyGroup):

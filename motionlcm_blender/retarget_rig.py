@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 from mathutils import Quaternion
 
-from . import bake, pose_math, rig_mapping, rig_solver
+from . import bake, pose_math, rig_mapping, rig_shape, rig_solver
 from .rig_mapping import JOINT_NAMES, RigMappingError
 
 Channels = dict[tuple[str, str], np.ndarray]
@@ -58,6 +58,28 @@ def rig_rest_of(armature_obj: bpy.types.Object) -> rig_solver.RigRest:
         constraints=[_constraints_of(armature_obj, armature_obj.pose.bones[n], index) for n in names])
 
 
+def mapping_of(armature_obj: bpy.types.Object, preset: str | None = "auto") -> rig_mapping.RigMapping:
+    """The armature's bone mapping: a named preset, "shape" (rig_shape, from the hierarchy and rest pose), or with
+    "auto" the best preset by bone names and, when none maps the rig, by shape. Raises RigMappingError naming what
+    is missing (the closest preset's and the shape mapping's reasons)."""
+    names = [b.name for b in armature_obj.data.bones]
+    if preset != rig_shape.SHAPE:
+        try:
+            return rig_mapping.resolve_mapping(names, preset, armature_obj.name)
+        except RigMappingError as by_name:
+            if preset not in (None, "", "auto"):
+                raise
+            reason = str(by_name)
+    else:
+        reason = ""
+    rig = rig_rest_of(armature_obj)
+    try:
+        tails = np.array([b.tail_local for b in armature_obj.data.bones], dtype=np.float64)
+        return rig_shape.map_by_shape(names, rig.parents, rig.matrices[:, :3, 3], tails)
+    except RigMappingError as by_shape:
+        raise RigMappingError(f"{reason} {by_shape}".strip()) from None
+
+
 def travel_carrier(armature_obj: bpy.types.Object, rig: rig_solver.RigRest, root_bone: str) -> str | None:
     """Where the root travel is keyed: the mapped root bone if Blender lets its location move it, else its
     nearest ancestor that can move, else None (the armature object). A bone connected to its parent
@@ -79,7 +101,7 @@ def travel_note(armature_obj: bpy.types.Object, root_bone: str, carrier: str | N
 
 def travel_note_for(armature_obj: bpy.types.Object, preset: str | None = "auto") -> str:
     """travel_note for the armature's mapping under `preset`."""
-    mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
+    mapping = mapping_of(armature_obj, preset)
     return travel_note(armature_obj, mapping.root_bone,
                        travel_carrier(armature_obj, rig_rest_of(armature_obj), mapping.root_bone))
 
@@ -154,7 +176,7 @@ def retarget_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], p
         name = getattr(armature_obj, "name", "nothing")
         raise RigMappingError(f"Retargeting needs an armature; '{name}' is not one. Select the character's armature.")
     root, quats, rest = _motion_arrays(result, rest_joints)
-    mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
+    mapping = mapping_of(armature_obj, preset)
     rig = rig_rest_of(armature_obj)
     carrier = travel_carrier(armature_obj, rig, mapping.root_bone)
     _check_keyable(armature_obj, mapping, carrier)
@@ -189,7 +211,7 @@ def rig_target_matrix(armature_obj: bpy.types.Object, rest_joints: Any, preset: 
     """
     if armature_obj is None or armature_obj.type != "ARMATURE":
         raise RigMappingError(f"'{getattr(armature_obj, 'name', 'nothing')}' is not an armature.")
-    mapping = rig_mapping.resolve_mapping([b.name for b in armature_obj.data.bones], preset, armature_obj.name)
+    mapping = mapping_of(armature_obj, preset)
     heads = rig_solver.joint_heads(rig_rest_of(armature_obj), mapping.positions)
     root = rig_solver.root_mapping(heads, np.asarray(rest_joints, dtype=np.float64), root_scale)
     to_model = np.eye(4)  # armature space -> HumanML3D metres, RootMapping.to_model as a matrix

@@ -197,7 +197,7 @@ def test_armature_without_a_mapping_is_refused_before_anything_changes(scene):
     reply.update(joint_names=[f"bone{i}" for i in range(22)], mesh=None)
     rig = character.create_character(bpy.context, reply, name="custom rig")
     del rig[character.SKELETON_TAG]  # a user's own armature
-    scene.motionlcm.target, scene.motionlcm.armature = "ARMATURE", rig
+    scene.motionlcm.target, scene.motionlcm.armature, scene.motionlcm.mapping = "ARMATURE", rig, "mixamo"
     before = scene_state()
     with pytest.raises(RuntimeError, match="Cannot map the motion onto 'custom rig'"):
         bpy.ops.motionlcm.generate()

@@ -182,9 +182,18 @@ def test_user_rig_is_retargeted_into_a_new_action(scene):
     assert action.frame_range[:] == pytest.approx((1.0, 40.0))
 
 
+def test_rig_with_unknown_names_is_mapped_by_shape(scene):
+    rig = _user_rig([f"bone{i}" for i in range(22)])
+    plan = _plan(scene, target="ARMATURE", armature=rig, mapping="auto")
+    assert plan.target == generation.RIG
+    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert rig.animation_data.action["motionlcm_seed"] == 7
+
+
 def test_unmappable_rig_is_refused_before_anything_is_sent(scene, fake_client):
     rig = _user_rig([f"bone{i}" for i in range(22)])
-    scene.motionlcm.target, scene.motionlcm.armature = "ARMATURE", rig
+    # A named preset is never overruled by the shape: this rig has no Mixamo names.
+    scene.motionlcm.target, scene.motionlcm.armature, scene.motionlcm.mapping = "ARMATURE", rig, "mixamo"
     before = _state(scene)
     with pytest.raises(RuntimeError, match="Cannot map the motion onto 'user rig'"):
         bpy.ops.motionlcm.generate()

@@ -262,3 +262,23 @@ def test_travel_of_a_locked_hip_with_nothing_above_moves_the_armature_object() -
         np.testing.assert_allclose(hips, rest_hips + turn @ (hip_height_ratio() * travel[:, f]), atol=1e-4)
     assert "the armature object 'Rig'" in retarget_rig.travel_note_for(obj)
     assert retarget_rig.travel_note_for(_build_armature("Free", dict(MIXAMO_BONES))) == ""
+
+
+@pytest.mark.parametrize("layout", ["z_up_metres", "fbx_y_up_centimetres"])
+def test_a_rig_with_meaningless_bone_names_is_mapped_by_shape(layout: str) -> None:
+    """No preset knows `Bone`, `Bone.001`...: auto-detection falls back to the shape, and the bake follows the SMPL
+    motion as the Mixamo-named rig does."""
+    bones = {joint: f"Bone.{i:03d}" if i else "Bone" for i, joint in enumerate(MIXAMO_BONES)}
+    if layout == "z_up_metres":
+        obj = _build_armature("Bones", bones)
+    else:
+        obj = _build_armature("Bones", bones, FBX_WORLD, Z_UP_TO_Y_UP, unit=0.01)
+    assert retarget_rig.mapping_of(obj).preset == "shape"
+    assert retarget_rig.mapping_of(obj).bones == bones
+    motion = synthetic_motion()
+    rest_hips = _world_heads(obj, {"pelvis": bones["pelvis"]}, START)["pelvis"]
+    _retarget_and_bake(obj, motion)
+    assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
+    _follows_travel(obj, bones["pelvis"], motion, rest_hips)
+    with pytest.raises(RigMappingError, match="Mixamo"):  # a named preset that does not fit is not overruled
+        retarget_rig.mapping_of(obj, "mixamo")
