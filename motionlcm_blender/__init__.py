@@ -9,17 +9,18 @@ from __future__ import annotations
 
 
 def _modules():
-    from . import operators, panel, preferences, properties
-    return properties, preferences, operators, panel
+    from . import mapping_panel, mapping_store, operators, panel, preferences, properties
+    return properties, preferences, operators, panel, mapping_store, mapping_panel
 
 
 def register() -> None:
     import bpy
 
-    properties, preferences, operators, panel = _modules()
+    properties, preferences, operators, panel, mapping_store, mapping_panel = _modules()
     properties.register()
+    mapping_store.register()
     bpy.utils.register_class(preferences.MotionLCMPreferences)
-    for cls in operators.CLASSES + panel.CLASSES:
+    for cls in operators.CLASSES + panel.CLASSES + mapping_panel.CLASSES:
         bpy.utils.register_class(cls)
 
 
@@ -27,10 +28,11 @@ def unregister() -> None:
     import bpy
 
     from . import session
-    properties, preferences, operators, panel = _modules()
+    properties, preferences, operators, panel, mapping_store, mapping_panel = _modules()
     operators.stop_timer(bpy.context.window_manager, session.run)  # a generation may still be running
     session.shutdown()  # cancel the running generation and stop the backend process
-    for cls in reversed(operators.CLASSES + panel.CLASSES):
+    for cls in reversed(operators.CLASSES + panel.CLASSES + mapping_panel.CLASSES):
         bpy.utils.unregister_class(cls)
     bpy.utils.unregister_class(preferences.MotionLCMPreferences)
+    mapping_store.unregister()
     properties.unregister()

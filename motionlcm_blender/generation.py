@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import bake, character, curve_sources, curves, generation_request
+from . import bake, character, curve_sources, curves, generation_request, mapping_store
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
 HISTORY_LIMIT = 50
@@ -122,6 +122,11 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
                                          plan.start_frame, plan.scene_fps, name, props, plan.unit_scale)
         actions.append(action)
         _add_history(context, plan, int(variation["seed"]), action, obj)
+    if plan.target == RIG and not mapping_store.stored_mapping(obj)[0]:  # a regenerate reuses the mapping used
+        from . import retarget_rig
+
+        used = retarget_rig.mapping_of(obj, plan.mapping)
+        mapping_store.store_mapping(obj, used.bones, used.root_bone)
     return actions
 
 

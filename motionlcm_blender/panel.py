@@ -109,8 +109,6 @@ class MOTIONLCM_PT_target(Panel):
         layout.prop(settings, "target", expand=True)
         if settings.target == "ARMATURE":
             layout.prop(settings, "armature")
-            if settings.armature is not None and not character.is_motionlcm_character(settings.armature):
-                layout.prop(settings, "mapping")
         layout.operator("motionlcm.create_character", icon="OUTLINER_OB_ARMATURE")
 
 

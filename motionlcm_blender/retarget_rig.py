@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 from mathutils import Quaternion
 
-from . import bake, pose_math, rig_mapping, rig_shape, rig_solver
+from . import bake, mapping_store, pose_math, rig_mapping, rig_shape, rig_solver
 from .rig_mapping import JOINT_NAMES, RigMappingError
 
 Channels = dict[tuple[str, str], np.ndarray]
@@ -58,16 +58,22 @@ def rig_rest_of(armature_obj: bpy.types.Object) -> rig_solver.RigRest:
         constraints=[_constraints_of(armature_obj, armature_obj.pose.bones[n], index) for n in names])
 
 
-def mapping_of(armature_obj: bpy.types.Object, preset: str | None = "auto") -> rig_mapping.RigMapping:
+def mapping_of(armature_obj: bpy.types.Object, preset: str | None = "auto",
+               use_stored: bool = True) -> rig_mapping.RigMapping:
     """The armature's bone mapping: a named preset, "shape" (rig_shape, from the hierarchy and rest pose), or with
-    "auto" the best preset by bone names and, when none maps the rig, by shape. Raises RigMappingError naming what
-    is missing (the closest preset's and the shape mapping's reasons)."""
+    "auto" the mapping stored on the armature (the Bone Mapping panel, `use_stored`), else the best preset by bone
+    names and, when none maps the rig, by shape. Raises RigMappingError naming what is missing."""
     names = [b.name for b in armature_obj.data.bones]
+    auto = preset in (None, "", "auto")
+    if auto and use_stored:
+        bones, root = mapping_store.stored_mapping(armature_obj)
+        if bones:
+            return rig_mapping.custom_mapping(bones, names, armature_obj.name, root)
     if preset != rig_shape.SHAPE:
         try:
             return rig_mapping.resolve_mapping(names, preset, armature_obj.name)
         except RigMappingError as by_name:
-            if preset not in (None, "", "auto"):
+            if not auto:
                 raise
             reason = str(by_name)
     else:

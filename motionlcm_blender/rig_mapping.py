@@ -256,3 +256,69 @@ def resolve_mapping(bone_names: Iterable[str], preset: str | None = "auto",
             f"Cannot map the motion onto '{armature_name}': the {tried.label} preset{hint} found no bone for "
             f"{_expected_names(tried, best.missing_required)}. Rename those bones or pick another preset.")
     return best
+
+
+# ---- mappings edited by hand (the Bone Mapping panel) and saved as JSON presets ----
+
+MAPPING_FORMAT = "motionlcm-bone-mapping"
+CHAINS = {"pelvis": ("pelvis",), "left leg": ("left_hip", "left_knee", "left_ankle"),
+          "right leg": ("right_hip", "right_knee", "right_ankle"),
+          "left arm": ("left_shoulder", "left_elbow", "left_wrist"),
+          "right arm": ("right_shoulder", "right_elbow", "right_wrist")}
+assert sorted(j for c in CHAINS.values() for j in c) == sorted(REQUIRED_JOINTS)
+
+
+def missing_chains(bones: dict[str, str]) -> str:
+    """'left leg (left_knee), right arm (right_wrist)': the required chains a mapping lacks, '' when complete."""
+    parts = []
+    for chain, joints in CHAINS.items():
+        lacking = [j for j in joints if not bones.get(j)]
+        if lacking:
+            parts.append(f"{chain} ({', '.join(lacking)})")
+    return ", ".join(parts)
+
+
+def custom_mapping(bones: dict[str, str], bone_names: Iterable[str], armature_name: str = "the armature",
+                   root: str | None = None) -> RigMapping:
+    """A hand-made mapping {joint: bone} checked against the armature's bones; the pelvis bone carries the travel
+    unless `root` names another. Raises RigMappingError naming unknown joints or bones and missing chains."""
+    names = set(bone_names)
+    unknown_joints = sorted(set(bones) - set(JOINT_NAMES))
+    if unknown_joints:
+        raise RigMappingError(f"The bone mapping names joints that do not exist: {', '.join(unknown_joints)}.")
+    chosen = {j: b for j, b in bones.items() if b}
+    unknown = sorted({b for b in chosen.values() if b not in names} | ({root} - names if root else set()))
+    if unknown:
+        raise RigMappingError(f"The bone mapping of '{armature_name}' names bones it does not have: "
+                              f"{', '.join(unknown)}.")
+    lacking = missing_chains(chosen)
+    if lacking:
+        raise RigMappingError(f"The bone mapping of '{armature_name}' has no bone for: {lacking}. Pick them in "
+                              "the Bone Mapping panel.")
+    ordered = {j: chosen[j] for j in JOINT_NAMES if j in chosen}
+    return RigMapping("custom", ordered, dict(ordered), root or ordered["pelvis"], (), ())
+
+
+def mapping_to_json(mapping: RigMapping) -> str:
+    import json
+
+    return json.dumps({"format": MAPPING_FORMAT, "version": 1, "bones": mapping.bones, "root": mapping.root_bone},
+                      indent=1)
+
+
+def mapping_from_json(text: str) -> tuple[dict[str, str], str | None]:
+    """(bones, root) of a saved preset; raises RigMappingError on anything else."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RigMappingError(f"The bone-mapping preset is not valid JSON ({exc}).") from None
+    if not isinstance(data, dict) or data.get("format") != MAPPING_FORMAT or not isinstance(data.get("bones"), dict):
+        raise RigMappingError(f"Not a bone-mapping preset (expected a JSON object with \"format\": "
+                              f"\"{MAPPING_FORMAT}\" and \"bones\").")
+    bones = data["bones"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in bones.items()):
+        raise RigMappingError("A bone-mapping preset maps joint names to bone names (strings).")
+    root = data.get("root")
+    return dict(bones), root if isinstance(root, str) and root else None
