@@ -80,8 +80,7 @@ def mapping_of(armature_obj: bpy.types.Object, preset: str | None = "auto",
         reason = ""
     rig = rig_rest_of(armature_obj)
     try:
-        tails = np.array([b.tail_local for b in armature_obj.data.bones], dtype=np.float64)
-        return rig_shape.map_by_shape(names, rig.parents, rig.matrices[:, :3, 3], tails)
+        return rig_shape.map_by_shape(names, rig.parents, rig.matrices[:, :3, 3])
     except RigMappingError as by_shape:
         raise RigMappingError(f"{reason} {by_shape}".strip()) from None
 

@@ -1,14 +1,14 @@
 """Bone mapping by shape, for rigs whose bone names no preset knows (`Bone`, `Bone.001`...).
 
-Pure numpy on the rest pose (bone heads and tails in armature space) and the hierarchy:
+Pure numpy on the rest pose (bone heads in armature space) and the hierarchy:
 1. Limb pairs: a bone whose two children start subtrees of the same size and length (within LIMB_TOLERANCE),
    each at least MIN_LIMB of the rig's size. The two longest pairs under different bones are the legs and arms.
 2. Legs or arms: the pair whose bone is the ancestor of the other's is the legs' (Mixamo: the hips carry the legs
    and the spine); when neither is (Character Creator: Hip carries Pelvis with the legs, and Waist with the
    spine), the arms are the pair farther from the two bones' common ancestor, which is the pelvis.
-3. Spine: the bones from the pelvis to the arms' bone (spine3); the first between (not starting at the pelvis
-   itself) is spine1, the middle one spine2. Neck and head: the arms' bone's other child chain; the head is its
-   longest bone (head to tail) after the neck.
+3. Spine: the bones from the pelvis to the arms' bone (spine3); the first between is spine1, the middle one
+   spine2. Neck and head: the arms' bone's other child chain, which ends at the head, unless its last bone is a
+   head-top end (a leaf starting at the top of the rig, HEAD_TOP above its parent, as Mixamo's HeadTop_End).
 4. Each limb chain follows the child with the largest subtree and ends at the first bone with three or more
    children (a hand) or at a leaf. Legs: the hip is the first bone that points down (cosine with the down
    direction, pelvis to spine3 reversed, above DOWN_COSINE: skips CMU-like LHipJoint bones); knee and ankle are
@@ -36,7 +36,7 @@ DOWN_COSINE = 0.85
 KNEE, ANKLE = 0.41, 0.83  # of the hip-to-toe-tip chain (SMPL proportions)
 COLLAR = 0.38  # a first arm bone shorter than this fraction of collar-to-wrist is a collar (a clavicle is about
 #               a quarter of it; an upper arm, when there is no clavicle, half of shoulder-to-wrist)
-PIVOT = 0.01  # a spine bone whose head is this close (fraction of the rig's size) to the pelvis is a pivot
+HEAD_TOP = 0.09  # a leaf at the top of the rig this far (fraction of its size) above its parent is a head-top end
 
 
 def _subtrees(parents: Sequence[int]) -> list[list[int]]:
@@ -113,12 +113,12 @@ def _arc(heads: np.ndarray, chain: list[int]) -> np.ndarray:
     return arc / max(arc[-1], 1e-9)
 
 
-def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray, tails: np.ndarray) -> RigMapping:
-    """The mapping the rest pose (bone heads and tails, armature space) implies (see the module docstring);
-    raises RigMappingError saying what it did not find."""
-    heads, tails = np.asarray(heads, dtype=np.float64), np.asarray(tails, dtype=np.float64)
-    if len(names) != len(parents) or heads.shape != (len(names), 3) or tails.shape != heads.shape:
-        raise ValueError("names, parents, heads and tails (N, 3) must describe the same bones")
+def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray) -> RigMapping:
+    """The mapping the rest pose (bone heads, armature space) implies (see the module docstring); raises
+    RigMappingError saying what it did not find."""
+    heads = np.asarray(heads, dtype=np.float64)
+    if len(names) != len(parents) or heads.shape != (len(names), 3):
+        raise ValueError("names, parents and heads (N, 3) must describe the same bones")
     size = float(np.ptp(heads, axis=0).max()) if len(heads) else 0.0
     subtree = _subtrees(parents)
     pairs = _limb_pairs(parents, heads, subtree, size)
@@ -141,8 +141,7 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
     up = heads[arm_hub] - heads[pelvis]
     up /= max(np.linalg.norm(up), 1e-9)
     bones: dict[str, int] = {"pelvis": pelvis, "spine3": arm_hub}
-    # Bones between the pelvis and spine3, less those that start at the pelvis (pivots such as CMU's LowerBack)
-    between = [b for b in spine[:-1] if np.linalg.norm(heads[b] - heads[pelvis]) > PIVOT * size]
+    between = spine[:-1]  # bones between the pelvis and spine3
     if between:
         bones["spine1"] = between[0]
     if len(between) >= 2:
@@ -151,8 +150,11 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
     if others:
         neck = _chain(max(others, key=lambda c: len(subtree[c])), parents, subtree)
         bones["neck"] = neck[0]
-        if len(neck) >= 2:  # the skull is the longest bone above the neck (not a head-top end, not Neck1)
-            bones["head"] = max(neck[1:], key=lambda b: float(np.linalg.norm(tails[b] - heads[b])))
+        last = neck[-1]
+        head_top = len(neck) >= 3 and float(heads[last] @ up) >= float(np.max(heads @ up)) - 1e-6 \
+            and float((heads[last] - heads[neck[-2]]) @ up) > HEAD_TOP * size
+        if len(neck) >= 2:
+            bones["head"] = neck[-2] if head_top else last
     legs = {}
     for start in (leg_a, leg_b):
         chain = _chain(start, parents, subtree)
