@@ -56,7 +56,7 @@ class RootMapping:
     """Where a pelvis position in HumanML3D space lands in the rig's armature space, and back.
 
     The SMPL rest pelvis maps onto the rig's rest pelvis; displacements from it are turned by `axes` and
-    scaled by `scale` (armature units per metre; by default rig hip height / SMPL hip height)."""
+    scaled by `scale` (armature units per metre; by default the rig's leg length over the SMPL body's)."""
     axes: np.ndarray  # (3, 3) HumanML3D -> armature space
     scale: float
     rig_pelvis: np.ndarray  # (3,) rest pelvis, armature space
@@ -195,11 +195,18 @@ def root_mapping(heads: dict[int, np.ndarray], rest_joints: np.ndarray,
                  root_scale: float | None = None) -> RootMapping:
     axes = rig_axes(heads)
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
-    if root_scale is None:
-        ankles = (heads[JOINT_INDEX["left_ankle"]] + heads[JOINT_INDEX["right_ankle"]]) / 2
-        smpl_ankles = (rest_joints[JOINT_INDEX["left_ankle"]] + rest_joints[JOINT_INDEX["right_ankle"]]) / 2
-        root_scale = float(np.dot(heads[0] - ankles, axes[:, 1]) / (rest_joints[0, 1] - smpl_ankles[1]))
+    if root_scale is None:  # strides fit the legs: the ratio of thigh plus shin lengths
+        root_scale = _leg_length(heads) / _leg_length(dict(enumerate(rest_joints)))
     return RootMapping(axes, root_scale, heads[0], rest_joints[0])
+
+
+def _leg_length(points: dict[int, np.ndarray]) -> float:
+    """Hip to knee plus knee to ankle, averaged over both legs (independent of where a rig's pelvis bone sits)."""
+    total = 0.0
+    for side in ("left", "right"):
+        hip, knee, ankle = (points[JOINT_INDEX[f"{side}_{j}"]] for j in ("hip", "knee", "ankle"))
+        total += np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee)
+    return float(total / 2)
 
 
 def _aim(joint: int, mapped: set[int]) -> int | None:
@@ -274,7 +281,7 @@ def solve_rig_pose(rig: RigRest, bones: dict[str, str], positions: dict[str, str
     """Pose-bone channels that make the rig's mapped bones follow the SMPL motion.
 
     bones/positions: joint name -> bone name (animated bones; bones whose rest heads mark the joints).
-    root_scale: armature units per metre for the root translation; None = rig hip height / SMPL hip height.
+    root_scale: armature units per metre for the root translation; None = rig leg length / SMPL leg length.
     """
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
     root_translation = np.asarray(root_translation, dtype=np.float64)

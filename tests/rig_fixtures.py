@@ -106,8 +106,12 @@ def angle_degrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def hip_height_ratio() -> float:
-    rest = rest_joints()
-    heads = a_pose_joints()
-    rig = heads[0, 2] - (heads[7, 2] + heads[8, 2]) / 2
-    return float(rig / (rest[0, 1] - (rest[7, 1] + rest[8, 1]) / 2))
+def leg_length_ratio() -> float:
+    """The rig's thigh plus shin length over the SMPL rest skeleton's: how far its root travels per metre."""
+    rest, heads = rest_joints(), a_pose_joints()
+
+    def leg(points: np.ndarray) -> float:
+        return sum(np.linalg.norm(points[k] - points[h]) + np.linalg.norm(points[a] - points[k])
+                   for h, k, a in ((1, 4, 7), (2, 5, 8))) / 2
+
+    return float(leg(heads) / leg(rest))

@@ -12,7 +12,7 @@ from mathutils import Matrix  # noqa: E402
 from motionlcm_blender import bake, curves, retarget_rig  # noqa: E402
 from motionlcm_blender.rig_mapping import RigMappingError  # noqa: E402
 from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, a_pose_joints,  # noqa: E402
-                          angle_degrees, bone_tails, hip_height_ratio, synthetic_motion)
+                          angle_degrees, bone_tails, leg_length_ratio, synthetic_motion)
 
 CHECK_FRAMES = (0, 4, 7, 11)
 START = 1
@@ -98,7 +98,7 @@ def test_a_pose_mixamo_rig_follows_smpl_directions_and_scaled_root(layout: str) 
     travel = HUMANML_TO_BLENDER @ (motion["root_translation"] - motion["rest_joints"][0]).T
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": bones["pelvis"]}, START + f)["pelvis"]
-        np.testing.assert_allclose(hips, rest_hips + hip_height_ratio() * travel[:, f], atol=1e-4)
+        np.testing.assert_allclose(hips, rest_hips + leg_length_ratio() * travel[:, f], atol=1e-4)
 
 
 def test_in_place_removes_horizontal_root_motion() -> None:
@@ -114,7 +114,7 @@ def test_in_place_removes_horizontal_root_motion() -> None:
         hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
         np.testing.assert_allclose(hips[:2], rest_hips[:2], atol=1e-5)
         heights.append(hips[2])
-    expected = rest_hips[2] + hip_height_ratio() * (motion["root_translation"][list(CHECK_FRAMES), 1]
+    expected = rest_hips[2] + leg_length_ratio() * (motion["root_translation"][list(CHECK_FRAMES), 1]
                                                      - motion["rest_joints"][0, 1])
     np.testing.assert_allclose(heights, expected, atol=1e-5)
     assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
@@ -201,8 +201,15 @@ def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
     rig = bpy.data.objects["rig"]
     motion = synthetic_motion()
     org = _rigify_org_bones()
-    rest = _world_heads(rig, {"pelvis": org["pelvis"], "ankle": org["left_ankle"]}, START)
-    scale = (rest["pelvis"][2] - rest["ankle"][2]) / (motion["rest_joints"][0, 1] - motion["rest_joints"][7, 1])
+    legs = [f"{s}_{j}" for s in ("left", "right") for j in ("hip", "knee", "ankle")]
+    rest = _world_heads(rig, {j: org[j] for j in ["pelvis", *legs]}, START)
+
+    def leg(p):  # thigh plus shin, averaged over both legs: the ratio scales the travel
+        return sum(np.linalg.norm(p[f"{s}_knee"] - p[f"{s}_hip"]) + np.linalg.norm(p[f"{s}_ankle"] - p[f"{s}_knee"])
+                   for s in ("left", "right")) / 2
+
+    smpl = {j: motion["rest_joints"][JOINTS.index(j)] for j in legs}
+    scale = leg(rest) / leg(smpl)
 
     channels = retarget_rig.retarget_to_rig(rig, motion)
     bake.write_action(rig, "retargeted", channels, START)
@@ -222,7 +229,7 @@ def _follows_travel(obj: bpy.types.Object, hips_bone: str, motion: dict, rest_hi
     assert np.linalg.norm(travel[:, CHECK_FRAMES[-1]]) > 0.1  # the motion does travel
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": hips_bone}, START + f)["pelvis"]
-        np.testing.assert_allclose(hips, rest_hips + hip_height_ratio() * travel[:, f], atol=1e-4)
+        np.testing.assert_allclose(hips, rest_hips + leg_length_ratio() * travel[:, f], atol=1e-4)
 
 
 def test_travel_of_a_connected_hip_goes_to_the_root_bone_above_it() -> None:
@@ -259,7 +266,7 @@ def test_travel_of_a_locked_hip_with_nothing_above_moves_the_armature_object() -
     travel = HUMANML_TO_BLENDER @ (motion["root_translation"] - motion["rest_joints"][0]).T
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
-        np.testing.assert_allclose(hips, rest_hips + turn @ (hip_height_ratio() * travel[:, f]), atol=1e-4)
+        np.testing.assert_allclose(hips, rest_hips + turn @ (leg_length_ratio() * travel[:, f]), atol=1e-4)
     assert "the armature object 'Rig'" in retarget_rig.travel_note_for(obj)
     assert retarget_rig.travel_note_for(_build_armature("Free", dict(MIXAMO_BONES))) == ""
 

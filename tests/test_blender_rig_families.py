@@ -103,6 +103,14 @@ def _layout(family: str) -> list[tuple[str, str | None, tuple, str | None]]:
                  ("{Left}ToeBase", "{Left}Foot", "foot"), ("{Left}Shoulder", "Spine1", "collar"),
                  ("{Left}Arm", "{Left}Shoulder", "shoulder"), ("{Left}ForeArm", "{Left}Arm", "elbow"),
                  ("{Left}Hand", "{Left}ForeArm", "wrist")]
+    elif family == "smpl":  # SMPL joint names, as SMPL add-ons name their armatures
+        spec += [("Pelvis", None, ("j", "pelvis"), "pelvis"), ("Spine1", "Pelvis", ("j", "spine1"), "spine1"),
+                 ("Spine2", "Spine1", ("j", "spine2"), "spine2"), ("Spine3", "Spine2", ("j", "spine3"), "spine3"),
+                 ("Neck", "Spine3", ("j", "neck"), "neck"), ("Head", "Neck", ("j", "head"), "head")]
+        limbs = [("{L}_Hip", "Pelvis", "hip"), ("{L}_Knee", "{L}_Hip", "knee"), ("{L}_Ankle", "{L}_Knee", "ankle"),
+                 ("{L}_Foot", "{L}_Ankle", "foot"), ("{L}_Collar", "Spine3", "collar"),
+                 ("{L}_Shoulder", "{L}_Collar", "shoulder"), ("{L}_Elbow", "{L}_Shoulder", "elbow"),
+                 ("{L}_Wrist", "{L}_Elbow", "wrist")]
     else:  # ue_mannequin (UE5)
         spec += [("root", None, ("root",), None), ("pelvis", "root", ("j", "pelvis"), "pelvis"),
                  ("spine_01", "pelvis", ("j", "spine1"), "spine1"),
@@ -126,7 +134,7 @@ def _layout(family: str) -> list[tuple[str, str | None, tuple, str | None]]:
 
 
 PRESET_OF = {"mixamo": "mixamo", "cc_iclone": "cc_iclone", "daz_genesis": "daz_genesis", "vrm": "vrm",
-             "biped": "biped", "cmu": "cmu", "ue_mannequin": "ue_mannequin"}
+             "biped": "biped", "cmu": "cmu", "ue_mannequin": "ue_mannequin", "smpl": "smpl"}
 
 
 def _template(t_pose: bool) -> np.ndarray:
@@ -229,11 +237,33 @@ def _leg(points: dict[str, np.ndarray], frame: int = 0) -> float:
                      for a, b in (("left_hip", "left_knee"), ("left_knee", "left_ankle"))))
 
 
+def _check_bakes(obj, mapping, motions, where: tuple) -> None:
+    """The walk travels as far as the source's (in leg lengths, within 10 %), its stance ankles sit as the
+    source's do (within 2 cm), and the raised right hand ends above the head."""
+    src = motions["walk"]["joints"] @ HML_TO_BLENDER.T  # the SMPL character's motion, Blender axes
+    src_leg = _leg({j: src[:, J[j]] for j in J})
+    frames = range(1, len(src) + 1, 10)
+    bake.write_action(obj, "walk", retarget_rig.retarget_to_rig(obj, motions["walk"]), 1)
+    rig = _heads(obj, {j: mapping.bones[j] for j in ("pelvis", "left_hip", "left_knee", "left_ankle",
+                                                     "right_ankle")}, frames)
+    rig_leg = _leg(rig)
+    travel = np.linalg.norm(rig["pelvis"][-1, :2] - rig["pelvis"][0, :2]) / rig_leg
+    src_travel = np.linalg.norm(src[frames[-1] - 1, 0, :2] - src[0, 0, :2]) / src_leg
+    assert abs(travel / src_travel - 1.0) <= 0.1, (where, travel, src_travel)
+    for side in ("left_ankle", "right_ankle"):  # stance: the source's lowest ankle frames
+        src_h = src[[f - 1 for f in frames], J[side], 2] / src_leg * rig_leg
+        low = src_h <= np.percentile(src_h, 30)
+        gap = np.abs((rig[side][:, 2] - rig[side][:, 2].min()) - (src_h - src_h.min()))[low]
+        assert gap.max() <= 0.02, (where, side, gap.max())
+    bake.write_action(obj, "raise", retarget_rig.retarget_to_rig(obj, motions["raise"]), 1)
+    top = int(np.argmax(motions["raise"]["joints"][:, J["right_wrist"], 1])) + 1
+    hand = _heads(obj, {"hand": mapping.bones["right_wrist"], "head": mapping.bones["head"]}, [top])
+    assert hand["hand"][0, 2] > hand["head"][0, 2], where
+
+
 @pytest.mark.parametrize("family", sorted(PRESET_OF))
 @pytest.mark.parametrize("scrambled", [False, True], ids=["named", "scrambled"])
 def test_rig_families_map_and_bake_a_walk_and_a_raised_hand(motions, family, scrambled):
-    src = motions["walk"]["joints"] @ HML_TO_BLENDER.T  # the SMPL character's motion, Blender axes
-    src_leg = _leg({j: src[:, J[j]] for j in J})
     for t_pose in (False, True):
         for facing in ("-Y", "+Y"):
             bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -241,20 +271,21 @@ def test_rig_families_map_and_bake_a_walk_and_a_raised_hand(motions, family, scr
             mapping = retarget_rig.mapping_of(obj)
             assert mapping.preset == ("shape" if scrambled else PRESET_OF[family]), (t_pose, facing)
             assert all(mapping.bones.get(j) == b for j, b in expected.items()), (t_pose, facing, mapping.bones)
-            frames = range(1, len(src) + 1, 10)
-            bake.write_action(obj, "walk", retarget_rig.retarget_to_rig(obj, motions["walk"]), 1)
-            rig = _heads(obj, {j: mapping.bones[j] for j in ("pelvis", "left_hip", "left_knee", "left_ankle",
-                                                             "right_ankle")}, frames)
-            rig_leg = _leg(rig)
-            travel = np.linalg.norm(rig["pelvis"][-1, :2] - rig["pelvis"][0, :2]) / rig_leg
-            src_travel = np.linalg.norm(src[frames[-1] - 1, 0, :2] - src[0, 0, :2]) / src_leg
-            assert abs(travel / src_travel - 1.0) <= 0.1, (t_pose, facing, travel, src_travel)
-            for side in ("left_ankle", "right_ankle"):  # stance: the source's lowest ankle frames
-                src_h = src[[f - 1 for f in frames], J[side], 2] / src_leg * rig_leg
-                low = src_h <= np.percentile(src_h, 30)
-                gap = np.abs((rig[side][:, 2] - rig[side][:, 2].min()) - (src_h - src_h.min()))[low]
-                assert gap.max() <= 0.02, (t_pose, facing, side, gap.max())
-            bake.write_action(obj, "raise", retarget_rig.retarget_to_rig(obj, motions["raise"]), 1)
-            top = int(np.argmax(motions["raise"]["joints"][:, J["right_wrist"], 1])) + 1
-            hand = _heads(obj, {"hand": mapping.bones["right_wrist"], "head": mapping.bones["head"]}, [top])
-            assert hand["hand"][0, 2] > hand["head"][0, 2], (t_pose, facing)
+            _check_bakes(obj, mapping, motions, (family, t_pose, facing))
+
+
+def test_a_generated_rigify_rig_bakes_on_its_fk_controls(motions):
+    """Rigify's own human metarig, generated: the FK controls carry the motion (IK/FK switched to FK)."""
+    import addon_utils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable("rigify", default_set=True)
+    try:
+        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.pose.rigify_generate()
+        rig = bpy.context.active_object
+        mapping = retarget_rig.mapping_of(rig)
+        assert mapping.preset == "rigify" and mapping.root_bone == "torso"
+        _check_bakes(rig, mapping, motions, ("rigify",))
+    finally:
+        addon_utils.disable("rigify", default_set=True)

@@ -8,7 +8,7 @@ import pytest
 from motionlcm_blender.rig_mapping import RigMappingError, bone_key, resolve_mapping
 from motionlcm_blender.rig_solver import Constraint, RigRest, quat_to_matrix, solve_rig_pose
 from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, UE5_BONES, a_pose_joints,
-                          angle_degrees, bone_tails, hip_height_ratio, rest_matrices, synthetic_motion)
+                          angle_degrees, bone_tails, leg_length_ratio, rest_matrices, synthetic_motion)
 
 MIXAMO = ["Hips", "Spine", "Spine1", "Spine2", "Neck", "Head", "HeadTop_End"] + [
     f"{s}{b}" for s in ("Left", "Right") for b in ("Shoulder", "Arm", "ForeArm", "Hand", "HandIndex1",
@@ -158,7 +158,7 @@ def test_solver_matches_smpl_bone_directions_on_an_a_pose_rig() -> None:
     np.testing.assert_allclose(pose.root.axes, HUMANML_TO_BLENDER, atol=1e-12)
     heads = _pose_heads(rig, pose.rotations, "Hips", pose.root_location)
     assert _direction_errors(heads, rig.names, motion["joints"]).max() < 1e-4
-    assert pose.root.scale == pytest.approx(hip_height_ratio())
+    assert pose.root.scale == pytest.approx(leg_length_ratio())
     travel = (motion["root_translation"] - motion["rest_joints"][0]) @ HUMANML_TO_BLENDER.T
     np.testing.assert_allclose(heads[:, 0], a_pose_joints()[0] + pose.root.scale * travel, atol=1e-9)
 
