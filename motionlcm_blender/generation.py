@@ -127,6 +127,9 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
 
         used = retarget_rig.mapping_of(obj, plan.mapping)
         mapping_store.store_mapping(obj, used.bones, used.root_bone)
+        if used.preset == "shape":  # shown for confirmation: the panel lists what the shape decided
+            plan.notes.append(f"No preset knows the bone names of '{obj.name}': they were mapped by shape. Check "
+                              "the mapping in Target > Bone Mapping.")
     return actions
 
 

@@ -173,7 +173,7 @@ def retarget_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], p
 
     result: a variation (root_translation (T, 3), local_quats (T, 22, 4)); rest_joints (22, 3) come from the
     argument or result["rest_joints"] (the generate reply's top level). preset: a rig_mapping.PRESETS name,
-    or "auto"/None. root_scale: armature units per metre of root travel; None = hip-height ratio.
+    or "auto"/None. root_scale: armature units per metre of root travel; None = leg-length ratio.
     Raises RigMappingError (no preset fits, or it would key constraint-driven bones) or ValueError
     (malformed result); nothing in bpy.data is changed either way.
     """

@@ -100,3 +100,15 @@ def test_presets_are_saved_and_loaded_onto_another_rig(scene, tmp_path):
     with pytest.raises(RuntimeError, match="A preset name uses letters"):
         bpy.ops.motionlcm.mapping_save(name="../escape")
     assert mapping_store.preset_names() == ["broken", "my rig"]
+
+
+def test_a_first_generation_mapped_by_shape_says_so(scene):
+    rig = _rig(NAMES.values())
+    _target(scene, rig)
+    plan = generation.plan_generation(bpy.context)
+    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert any("mapped by shape" in note and "Bone Mapping" in note for note in plan.notes)
+    assert mapping_store.stored_mapping(rig)[0] == NAMES  # stored: the panel shows it, a regenerate reuses it
+    plan = generation.plan_generation(bpy.context)
+    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert plan.notes == []  # the stored mapping is the user's now
