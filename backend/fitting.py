@@ -182,21 +182,29 @@ def fit_pelvis(joints: np.ndarray, control: JointControl, warnings: list[str], s
         warnings.append(f"pelvis: the path reaches {worst * scale:.2f} m above the floor; this body's pelvis stays "
                         f"between {low * scale:.2f} and {high * scale:.2f} m, so it is kept in that range there")
         target[:, 1] = target[:, 1].clip(low, high)
-    window = min(SPEED_WINDOW, length - 1)
-    travel = np.linalg.norm(target[window:, [0, 2]] - target[:-window, [0, 2]], axis=-1) * FPS / window
-    if travel.size and travel.max() > MAX_PATH_SPEED:
-        warnings.append(f"pelvis: the path moves at up to {travel.max() * scale:.1f} m/s, faster than a person "
-                        f"runs (about {MAX_PATH_SPEED * scale:.0f} m/s at most): it is followed, but the feet slide")
-    drafted, wanted = (float(np.linalg.norm(np.diff(p[:, [0, 2]], axis=0), axis=-1).sum()) for p in (joints[:, 0], target))
-    if wanted > TRAVEL_CHECK_M and not 1 / TRAVEL_RATIO <= drafted / max(wanted, 1e-9) <= TRAVEL_RATIO:
-        warnings.append(f"pelvis: the generated motion travels {drafted * scale:.1f} m but the path is "
-                        f"{wanted * scale:.1f} m long: "
-                        "the pelvis follows the path, but the feet slide; a prompt whose motion covers that ground "
-                        "(walks, runs) fits better")
+    warnings += _path_warnings(joints[:, 0], target, scale)
     turn = heading_change(joints[:, 0, [0, 2]], target[:, [0, 2]])
     pelvis_xz = joints[:, :1] * np.array([1.0, 0.0, 1.0])
     out = _yaw(turn[:, None], joints - pelvis_xz) + target[:, None] * np.array([1.0, 0.0, 1.0])
     return _set_pelvis_height(out, target[:, 1])
+
+
+def _path_warnings(drafted: np.ndarray, target: np.ndarray, scale: float) -> list[str]:
+    """What a pelvis path (T, 3) asks that a body cannot do well: more than a sprint, or much more or less travel
+    than the drafted pelvis (T, 3) covers, so that the feet must slide."""
+    out = []
+    window = min(SPEED_WINDOW, len(target) - 1)
+    travel = np.linalg.norm(target[window:, [0, 2]] - target[:-window, [0, 2]], axis=-1) * FPS / window
+    if travel.size and travel.max() > MAX_PATH_SPEED:
+        out.append(f"pelvis: the path moves at up to {travel.max() * scale:.1f} m/s, faster than a person runs "
+                   f"(about {MAX_PATH_SPEED * scale:.0f} m/s at most): it is followed, but the feet slide")
+    drafted_m, wanted_m = (float(np.linalg.norm(np.diff(p[:, [0, 2]], axis=0), axis=-1).sum())
+                           for p in (drafted, target))
+    if wanted_m > TRAVEL_CHECK_M and not 1 / TRAVEL_RATIO <= drafted_m / max(wanted_m, 1e-9) <= TRAVEL_RATIO:
+        out.append(f"pelvis: the generated motion travels {drafted_m * scale:.1f} m but the path is "
+                   f"{wanted_m * scale:.1f} m long: the pelvis follows the path, but the feet slide; a prompt whose "
+                   "motion covers that ground (walks, runs) fits better")
+    return out
 
 
 def fit_head(joints: np.ndarray, control: JointControl) -> np.ndarray:

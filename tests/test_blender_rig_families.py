@@ -52,7 +52,8 @@ def _layout(family: str) -> list[tuple[str, str | None, tuple, str | None]]:
                  ("CC_Base_NeckTwist02", "CC_Base_NeckTwist01", ("mid", "neck", "head", 0.5), None),
                  ("CC_Base_Head", "CC_Base_NeckTwist02", ("j", "head"), "head")]
         limbs = [("CC_Base_{L}_Thigh", "CC_Base_Pelvis", "hip"), ("CC_Base_{L}_Calf", "CC_Base_{L}_Thigh", "knee"),
-                 ("CC_Base_{L}_Foot", "CC_Base_{L}_Calf", "ankle"), ("CC_Base_{L}_ToeBase", "CC_Base_{L}_Foot", "foot"),
+                 ("CC_Base_{L}_Foot", "CC_Base_{L}_Calf", "ankle"),
+                 ("CC_Base_{L}_ToeBase", "CC_Base_{L}_Foot", "foot"),
                  ("CC_Base_{L}_Clavicle", "CC_Base_Spine02", "collar"),
                  ("CC_Base_{L}_Upperarm", "CC_Base_{L}_Clavicle", "shoulder"),
                  ("CC_Base_{L}_Forearm", "CC_Base_{L}_Upperarm", "elbow"),
@@ -82,16 +83,19 @@ def _layout(family: str) -> list[tuple[str, str | None, tuple, str | None]]:
                  ("J_Bip_{L}_Foot", "J_Bip_{L}_LowerLeg", "ankle"), ("J_Bip_{L}_ToeBase", "J_Bip_{L}_Foot", "foot"),
                  ("J_Bip_{L}_Shoulder", "J_Bip_C_UpperChest", "collar"),
                  ("J_Bip_{L}_UpperArm", "J_Bip_{L}_Shoulder", "shoulder"),
-                 ("J_Bip_{L}_LowerArm", "J_Bip_{L}_UpperArm", "elbow"), ("J_Bip_{L}_Hand", "J_Bip_{L}_LowerArm", "wrist")]
+                 ("J_Bip_{L}_LowerArm", "J_Bip_{L}_UpperArm", "elbow"),
+                 ("J_Bip_{L}_Hand", "J_Bip_{L}_LowerArm", "wrist")]
     elif family == "biped":
         spec += [("Bip01", None, ("j", "pelvis"), None), ("Bip01 Pelvis", "Bip01", ("j", "pelvis"), "pelvis"),
                  ("Bip01 Spine", "Bip01 Pelvis", ("j", "spine1"), "spine1"),
                  ("Bip01 Spine1", "Bip01 Spine", ("j", "spine2"), "spine2"),
                  ("Bip01 Spine2", "Bip01 Spine1", ("j", "spine3"), "spine3"),
-                 ("Bip01 Neck", "Bip01 Spine2", ("j", "neck"), "neck"), ("Bip01 Head", "Bip01 Neck", ("j", "head"), "head")]
+                 ("Bip01 Neck", "Bip01 Spine2", ("j", "neck"), "neck"),
+                 ("Bip01 Head", "Bip01 Neck", ("j", "head"), "head")]
         limbs = [("Bip01 {L} Thigh", "Bip01 Pelvis", "hip"), ("Bip01 {L} Calf", "Bip01 {L} Thigh", "knee"),
                  ("Bip01 {L} Foot", "Bip01 {L} Calf", "ankle"), ("Bip01 {L} Toe0", "Bip01 {L} Foot", "foot"),
-                 ("Bip01 {L} Clavicle", "Bip01 Spine2", "collar"), ("Bip01 {L} UpperArm", "Bip01 {L} Clavicle", "shoulder"),
+                 ("Bip01 {L} Clavicle", "Bip01 Spine2", "collar"),
+                 ("Bip01 {L} UpperArm", "Bip01 {L} Clavicle", "shoulder"),
                  ("Bip01 {L} Forearm", "Bip01 {L} UpperArm", "elbow"), ("Bip01 {L} Hand", "Bip01 {L} Forearm", "wrist")]
     elif family == "cmu":
         spec += [("Hips", None, ("j", "pelvis"), "pelvis"), ("LowerBack", "Hips", ("up", "pelvis", 0.0), "spine1"),

@@ -37,7 +37,8 @@ def test_wrong_shape():
         solve(np.zeros((4, 21, 3)), default_skeleton())
 
 
-@pytest.mark.parametrize("options", [{}, {"foot_lock": True, "refine": "positions", "target_fps": 30.0, "in_place": True}])
+@pytest.mark.parametrize("options", [
+    {}, {"foot_lock": True, "refine": "positions", "target_fps": 30.0, "in_place": True}])
 def test_single_frame(options):
     skeleton = default_skeleton()
     result = retarget(Motion(skeleton.joints[None] + 0.1, fps=20.0), skeleton, **options)

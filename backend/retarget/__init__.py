@@ -29,8 +29,8 @@ from .refine_modes import GENERATED_REFINE, REFINE_MODES
 from .resample import resample, source_positions
 from .rest_pose import RestSkeleton, default_skeleton, fitted_skeleton, skeleton_from_model
 
-__all__ = ["GENERATED_REFINE", "REFINE_MODES", "Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton", "retarget", "skeleton_from_model",
-           "travel_scale", "write_bvh"]
+__all__ = ["GENERATED_REFINE", "REFINE_MODES", "Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton",
+           "retarget", "skeleton_from_model", "travel_scale", "write_bvh"]
 
 
 @dataclass
