@@ -64,7 +64,8 @@ def model_body(model_path: str | Path, gender: str = "neutral",
                betas: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A user's SMPL/SMPL-X model: its rest joints (22,3) on the floor, as the rest skeleton to retarget to, and
     its body mesh in the same place, skinned to those 22 joints (needs the optional `smplx` package)."""
-    from .retarget.rest_pose import floor_offset, load_model
+    from .retarget.rest_pose import floor_offset
+    from .retarget.smpl_model import load_model
 
     body = load_model(model_path, gender, betas)
     shift = floor_offset(body.joints[:NUM_JOINTS])

@@ -37,10 +37,6 @@ MAX_VARIATIONS = 64
 ProgressFn = Callable[[str, float], None]
 
 
-class Cancelled(InvalidRequest):
-    code = "cancelled"
-
-
 @dataclass
 class GenerationResult:
     joints: np.ndarray  # (N, T, 22, 3) metres, HumanML3D axes; frames past lengths[i] are padding
@@ -140,8 +136,8 @@ class MotionLCMPipeline:
     def generate(self, prompts: Sequence[str], lengths: Sequence[int],
                  controls: Sequence[Sequence[JointControl] | None] | None = None, steps: int = 1,
                  guidance: float | None = None, seed: int | None = None, variations: int = 1,
-                 tuning: int = 0, fit: bool = True, control_scale: float = 1.0, progress: ProgressFn | None = None,
-                 should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
+                 tuning: int = 0, fit: bool = True, control_scale: float = 1.0,
+                 progress: ProgressFn | None = None) -> GenerationResult:
         """Generate `variations` motions per prompt. Sample i (prompt-major) uses seed `seed + i`.
 
         controls[p]: the joint constraints of prompt p (metres, HumanML3D axes, model frames), or None.
@@ -153,6 +149,8 @@ class MotionLCMPipeline:
         fit: bend the decoded motion onto its controls (backend.fitting: the pelvis exact, limbs by IK; a few
         milliseconds); False is the draft, the ControlNet (and any tuning) alone. Either way `fit_reports` holds
         each sample's control errors and warnings.
+        progress(stage, fraction): called between stages (text, tuning, sampling, decoding, fitting, done); it may
+        raise to cancel the generation there (the server's does).
         control_scale: the controls are for a body this many times the model's size (its leg length over the
         model's, backend.retarget.travel_scale): they are generated at 1/control_scale, the reports speak in the
         body's metres, and retargeting with root_scale=control_scale puts the root on them.
@@ -170,12 +168,7 @@ class MotionLCMPipeline:
                 raise InvalidRequest("latent tuning needs joint controls: it fits the motion to them")
         if seed is None:
             seed = random.randrange(2**31)
-        report = progress or (lambda stage, fraction: None)
-
-        def stage(name: str, fraction: float) -> None:
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("generation cancelled")
-            report(name, fraction)
+        stage = progress or (lambda name, fraction: None)  # the server's raises to cancel between stages
 
         sample_prompts = [p for p in prompts for _ in range(variations)]
         sample_lengths = [int(n) for n in lengths for _ in range(variations)]

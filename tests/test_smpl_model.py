@@ -20,7 +20,8 @@ import pytest
 
 from backend import protocol, server
 from backend.body_mesh import model_body
-from backend.retarget.rest_pose import default_skeleton, skeleton_from_model
+from backend.retarget.rest_pose import default_skeleton
+from backend.retarget.smpl_model import skeleton_from_model
 from backend.server import BodyModel, Session
 from backend.skeleton import PARENTS
 from backend_doubles import FakePipeline, Replies

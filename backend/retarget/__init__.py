@@ -27,7 +27,9 @@ from .kinematics import forward_kinematics, match_bone_lengths, travel_scale
 from .refine import refine as refine_rotations
 from .refine_modes import GENERATED_REFINE, REFINE_MODES
 from .resample import resample, source_positions
-from .rest_pose import RestSkeleton, default_skeleton, fitted_skeleton, skeleton_from_model
+from .ik import fitted_skeleton
+from .rest_pose import RestSkeleton, default_skeleton
+from .smpl_model import skeleton_from_model
 
 __all__ = ["GENERATED_REFINE", "REFINE_MODES", "Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton",
            "retarget", "skeleton_from_model", "travel_scale", "write_bvh"]

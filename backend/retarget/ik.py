@@ -26,7 +26,7 @@ from ..errors import InvalidRequest
 from ..rotations import matrix_to_quat, quat_continuous
 from ..skeleton import JOINT_INDEX as J
 from ..skeleton import NUM_JOINTS, PARENTS
-from .rest_pose import RestSkeleton
+from .rest_pose import RestSkeleton, default_skeleton, place_on_floor
 
 _EPS = 1e-9
 # Bend directions of the distal bone when the limb flexes: elbows forward (+Z), knees backward (-Z).
@@ -241,3 +241,21 @@ def solve(joints: np.ndarray, skeleton: RestSkeleton, fps: float = 20.0,
     rotations (T, 22, 4) w,x,y,z relative to `skeleton`'s rest pose."""
     p = check_joints(joints)
     return p[:, 0] * root_scale, local_quaternions(solve_global_rotations(p, skeleton, fps))
+
+
+def fitted_skeleton(joints: np.ndarray, base: RestSkeleton | None = None) -> RestSkeleton:
+    """A rest skeleton with the proportions of a clip: `base`'s rest pose conventions, the clip's median bone lengths,
+    and, at joints with several children (pelvis, spine3), the clip's own attachment geometry expressed in `base`'s
+    rest frame (median over frames). FK of the solved rotations on it reproduces the clip's joints."""
+    base = base or default_skeleton()
+    joints = np.asarray(joints, dtype=np.float64)
+    glob = solve_global_rotations(joints, base)
+    parents = np.array(base.parents)
+    local = np.einsum("tjba,tjb->tja", glob[:, parents[1:]], joints[:, 1:] - joints[:, parents[1:]])
+    offsets = np.median(local, axis=0)
+    offsets *= (np.median(np.linalg.norm(local, axis=-1), axis=0)
+                / np.maximum(np.linalg.norm(offsets, axis=-1), 1e-9))[:, None]
+    rest = np.zeros((NUM_JOINTS, 3))
+    for j in range(1, NUM_JOINTS):
+        rest[j] = rest[parents[j]] + offsets[j - 1]
+    return RestSkeleton(place_on_floor(rest))
