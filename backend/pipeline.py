@@ -20,18 +20,15 @@ import torch
 from .checkpoints import LoadedCheckpoint, load_any
 from .controls import JointControl, build_hint, scale_controls
 from .errors import CheckpointError, InvalidRequest
-from .features import denormalize, features_to_joints
 from .fitting import FitReport, fit_motion
-from .latent_tuning import TuningSettings, tune_latents
+from .latent_sampler import LatentSampler
+from .latent_tuning import TuningSettings
 from .motion import Motion
-from .sampler import decode_latents, sample_ddim, sample_lcm
 from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 from .text_encoders import PromptCache, check_text_encoder, load_text_encoder
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
-DDIM_STEPS = 50  # the MLD teacher's validation setting, for checkpoints without LCM w-conditioning
-DDIM_GUIDANCE = 7.5
 MAX_VARIATIONS = 64
 
 ProgressFn = Callable[[str, float], None]
@@ -73,8 +70,7 @@ class MotionLCMPipeline:
         self.text_encoder = text_encoder
         self.prompt_cache = PromptCache(text_encoder)
         self.device = device
-        self._mean = torch.from_numpy(checkpoint.mean).to(device)
-        self._std = torch.from_numpy(checkpoint.std).to(device)
+        self.sampler = LatentSampler(checkpoint, device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
@@ -99,7 +95,7 @@ class MotionLCMPipeline:
 
     @property
     def is_lcm(self) -> bool:
-        return self.model.denoiser.time_cond_proj_dim is not None
+        return self.sampler.is_lcm
 
     def _validate(self, prompts: Sequence[str], lengths: Sequence[int], controls: Any, steps: int,
                   guidance: float | None, variations: int) -> list[list[JointControl]]:
@@ -161,7 +157,7 @@ class MotionLCMPipeline:
         if control_scale != 1.0:
             controls = [scale_controls(c, 1.0 / control_scale) for c in controls]
         if tuning:
-            self._tuning_settings(tuning).validate()
+            TuningSettings(iterations=tuning, correlation_penalty=self.checkpoint.tuning_penalty).validate()
             if not self.is_lcm:
                 raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
             if not any(controls):
@@ -174,10 +170,7 @@ class MotionLCMPipeline:
         sample_lengths = [int(n) for n in lengths for _ in range(variations)]
         sample_controls = [c for c in controls for _ in range(variations)]
         seeds = [seed + i for i in range(len(sample_prompts))]
-        if self.is_lcm:
-            guidance = self.checkpoint.cfg_step_map.get(steps) if guidance is None else float(guidance)
-        else:
-            guidance = DDIM_GUIDANCE if guidance is None else float(guidance)
+        guidance = self.sampler.guidance(steps, guidance)
         timings: dict[str, float] = {}
         clock = _Clock(self.device, timings)
 
@@ -194,16 +187,21 @@ class MotionLCMPipeline:
                     hint, hint_mask = hint.to(self.device), hint_mask.to(self.device)
             z_T, noise = self._initial_noise(seeds, steps)
             if tuning:
+                def tuned(i: int, errors: torch.Tensor) -> None:
+                    stage("tuning", 0.2 + 0.5 * (i + 1) / tuning)
+
                 with clock("tuning"):
-                    z_T = self._tune(z_T, noise, text_emb, sample_lengths, steps, guidance, hint, hint_mask,
-                                     tuning, stage)
+                    z_T = self.sampler.tune(z_T, text_emb, hint, hint_mask, sample_lengths, steps, guidance, noise,
+                                            tuning, callback=tuned)
             with clock("sampling"):
-                z0 = self._sample(text_emb, z_T, noise, steps, guidance, hint, hint_mask)
+                uncond = None if self.is_lcm else self.text_encoder.empty(1)
+                z0 = self.sampler.sample(text_emb, z_T, steps, guidance, hint, hint_mask, noise=noise,
+                                         uncond_emb=uncond)
             stage("decoding", 0.7)
             with clock("decode"):
-                feats = denormalize(decode_latents(self.model, z0, sample_lengths), self._mean, self._std)
+                feats = self.sampler.decode(z0, sample_lengths)[1]
             with clock("joints"):
-                joints = features_to_joints(feats)
+                joints = self.sampler.joints(feats)
             joints, feats = joints.float().cpu().numpy(), feats.float().cpu().numpy()
             reports = []
             if any(sample_controls):
@@ -240,33 +238,6 @@ class MotionLCMPipeline:
         count = steps - 1 if self.is_lcm else 0
         noise = [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device) for _ in range(count)]
         return z_T, noise
-
-    def _sample(self, text_emb: torch.Tensor, z_T: torch.Tensor, noise: list[torch.Tensor], steps: int,
-                guidance: float, hint: torch.Tensor | None, hint_mask: torch.Tensor | None) -> torch.Tensor:
-        if not self.is_lcm:
-            uncond = self.text_encoder.empty(1)
-            return sample_ddim(self.model, text_emb, z_T, uncond_emb=uncond, hint=hint, hint_mask=hint_mask,
-                               steps=steps, guidance=guidance)
-        scheduler = self.checkpoint.lcm_scheduler()
-        return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
-                          guidance=guidance, noise=noise, scheduler=scheduler)
-
-    def _tune(self, z_T: torch.Tensor, noise: list[torch.Tensor], text_emb: torch.Tensor, lengths: list[int],
-              steps: int, guidance: float, hint: torch.Tensor, hint_mask: torch.Tensor, iterations: int,
-              stage: Callable[[str, float], None]) -> torch.Tensor:
-        def callback(i: int, errors: torch.Tensor) -> None:
-            stage("tuning", 0.2 + 0.5 * (i + 1) / iterations)
-
-        scheduler = self.checkpoint.lcm_scheduler()
-        return tune_latents(self.model, z_T, text_emb, hint=hint, hint_mask=hint_mask,
-                            raw_mean=torch.from_numpy(self.checkpoint.raw_mean),
-                            raw_std=torch.from_numpy(self.checkpoint.raw_std), lengths=lengths,
-                            mean=self._mean, std=self._std, steps=steps,
-                            guidance=guidance, scheduler=scheduler, noise=noise,
-                            settings=self._tuning_settings(iterations), callback=callback)
-
-    def _tuning_settings(self, iterations: int) -> TuningSettings:
-        return TuningSettings(iterations=iterations, correlation_penalty=self.checkpoint.tuning_penalty)
 
 
 class _Clock:

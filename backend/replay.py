@@ -17,8 +17,7 @@ import torch
 
 from .checkpoints import NORM_KEYS, load_any
 from .errors import InvalidRequest
-from .features import features_to_joints
-from .sampler import decode_latents, sample_lcm
+from .latent_sampler import LatentSampler
 
 
 def _tensor(inputs: dict[str, np.ndarray], name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -36,7 +35,7 @@ def replay(checkpoint_path: str | Path, inputs: dict[str, np.ndarray], steps: in
     Without `injected_noise`, re-noising draws from a torch.Generator seeded with `seed` (0 when None).
     """
     norm = {k: inputs[k] for k in NORM_KEYS} if all(k in inputs for k in NORM_KEYS) else None
-    loaded = load_any(checkpoint_path, norm=norm)
+    sampler = LatentSampler(load_any(checkpoint_path, norm=norm))
     text_emb, z_T = _tensor(inputs, "text_emb"), _tensor(inputs, "z_T")
     lengths = _tensor(inputs, "lengths", torch.long)
     hint = _tensor(inputs, "hint") if "hint" in inputs else None
@@ -50,15 +49,13 @@ def replay(checkpoint_path: str | Path, inputs: dict[str, np.ndarray], steps: in
         noise = [torch.as_tensor(np.asarray(injected_noise[n]), dtype=torch.float32) for n in names]
     record: dict[str, torch.Tensor] = {}
     generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    z0 = sample_lcm(loaded.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps,
-                    guidance=guidance if guidance is not None else loaded.cfg_step_map.get(steps),
-                    generator=generator, noise=noise, record=record,
-                    scheduler=loaded.lcm_scheduler())
-    feats_norm = decode_latents(loaded.model, z0, lengths)
+    z0 = sampler.sample(text_emb, z_T, steps, sampler.guidance(steps, guidance), hint, hint_mask, noise=noise,
+                        generator=generator, record=record)
+    feats_norm, feats = sampler.decode(z0, lengths)
     result = {k: v.numpy() for k, v in record.items()}
     result["feats_norm"] = feats_norm.numpy()
-    result["feats_denorm"] = (result["feats_norm"] * loaded.std + loaded.mean).astype(np.float32)
-    result["joints"] = features_to_joints(result["feats_denorm"]).astype(np.float32)
+    result["feats_denorm"] = feats.numpy().astype(np.float32)
+    result["joints"] = sampler.joints(feats).numpy().astype(np.float32)
     result["lengths"] = lengths.numpy()
     return result
 

@@ -75,16 +75,16 @@ def test_tuning_refuses_what_it_cannot_do(pipe):
 def test_the_pipeline_tunes_with_its_checkpoints_penalty(pipe, monkeypatch):
     import dataclasses
 
-    import backend.pipeline as pipeline_module
+    import backend.latent_sampler as sampler_module
 
     seen = []
-    real = pipeline_module.tune_latents
+    real = sampler_module.tune_latents
 
     def spy(*args, settings, **kwargs):
         seen.append(settings)
         return real(*args, settings=settings, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "tune_latents", spy)
+    monkeypatch.setattr(sampler_module, "tune_latents", spy)
     control = JointControl.dense("pelvis", np.zeros((40, 3), np.float32) + [0, 0.9, 0])
     own = MotionLCMPipeline(dataclasses.replace(pipe.checkpoint, tuning_penalty=7.0), pipe.text_encoder, pipe.device)
     for p in (pipe, own):

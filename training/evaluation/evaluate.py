@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from backend.features import denormalize, features_to_joints
-from backend.latent_tuning import TuningSettings, tune_latents
-from backend.sampler import decode_latents, sample_lcm
+from backend.latent_sampler import LatentSampler
 from backend.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
@@ -120,28 +119,24 @@ def reconstruction(ckpt, dataset: HumanML3D, indices: list[int], batch_size: int
 def generate(ckpt, encoder, batch: dict, steps: int, generator: torch.Generator,
              control: bool, tuning: int = 0,
              penalty: float | None = None) -> tuple[list[np.ndarray], torch.Tensor, float]:
-    """Joints of generated clips, their normalised features, and seconds spent (text to features). Sampling uses
-    the checkpoint's own guidance and timesteps for `steps`, as the pipeline does. penalty: the latent tuning
+    """Joints of generated clips, their normalised features, and seconds spent (text to features), through the
+    pipeline's own LatentSampler (the checkpoint's guidance and timesteps for `steps`). penalty: the latent tuning
     correlation penalty (default: the checkpoint's)."""
     start = time.perf_counter()
-    guidance, scheduler = ckpt.cfg_step_map.get(steps), ckpt.lcm_scheduler()
+    sampler = LatentSampler(ckpt)
+    guidance = sampler.guidance(steps)
     text_emb = encoder.encode(batch["text"])
     z_T = torch.randn((len(batch["text"]), *ckpt.config.latent_shape), generator=generator)
     noise = [torch.randn(z_T.shape, generator=generator) for _ in range(steps - 1)]
-    hint = (batch["hint"], batch["hint_mask"]) if control else (None, None)
+    hint, hint_mask = (batch["hint"], batch["hint_mask"]) if control else (None, None)
     if tuning:
-        z_T = tune_latents(ckpt.model, z_T, text_emb, hint=hint[0], hint_mask=hint[1],
-                           raw_mean=torch.from_numpy(ckpt.raw_mean), raw_std=torch.from_numpy(ckpt.raw_std),
-                           lengths=batch["length"].tolist(), mean=torch.from_numpy(ckpt.mean),
-                           std=torch.from_numpy(ckpt.std), steps=steps, guidance=guidance,
-                           scheduler=scheduler, noise=noise,
-                           settings=TuningSettings(iterations=tuning, correlation_penalty=ckpt.tuning_penalty
-                                                   if penalty is None else penalty))
-    z0 = sample_lcm(ckpt.model, text_emb, z_T, hint=hint[0], hint_mask=hint[1], steps=steps, guidance=guidance,
-                    noise=noise, scheduler=scheduler)
-    feats = decode_latents(ckpt.model, z0, batch["length"])
+        z_T = sampler.tune(z_T, text_emb, hint, hint_mask, batch["length"].tolist(), steps, guidance, noise,
+                           tuning, penalty=penalty)
+    z0 = sampler.sample(text_emb, z_T, steps, guidance, hint, hint_mask, noise=noise)
+    feats, denormalised = sampler.decode(z0, batch["length"])
     seconds = time.perf_counter() - start
-    return _joints(feats, ckpt.mean, ckpt.std, batch["length"]), feats, seconds
+    joints = sampler.joints(denormalised.float().cpu()).numpy()
+    return [j[: int(n)] for j, n in zip(joints, batch["length"])], feats, seconds
 
 
 def _proxy_embeddings(feats: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
