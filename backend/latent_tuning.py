@@ -22,11 +22,11 @@ import torch
 
 from .errors import InvalidRequest
 from .features import denormalize, features_to_joints
+from .limits import MAX_TUNING
 from .models import MotionLCM
 from .sampler import lengths_to_mask, sample_lcm
 from .schedulers import LCMScheduler
 
-MAX_ITERATIONS = 2000
 OFFICIAL_CORRELATION_PENALTY = 100.0  # a checkpoint may recommend its own (LoadedCheckpoint.tuning_penalty)
 
 
@@ -39,8 +39,8 @@ class TuningSettings:
 
     def validate(self) -> None:
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
-                or not 1 <= self.iterations <= MAX_ITERATIONS:
-            raise InvalidRequest(f"latent tuning iterations must be an integer in 1..{MAX_ITERATIONS}, "
+                or not 1 <= self.iterations <= MAX_TUNING:
+            raise InvalidRequest(f"latent tuning iterations must be an integer in 1..{MAX_TUNING}, "
                                  f"got {self.iterations!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise InvalidRequest(f"latent tuning learning rate must be positive, got {self.learning_rate!r}")

@@ -21,6 +21,7 @@ from .checkpoints import LoadedCheckpoint, load_any
 from .controls import JointControl, build_hint, scale_controls
 from .errors import CheckpointError, InvalidRequest
 from .fitting import FitReport, fit_motion
+from .limits import MAX_VARIATIONS
 from .latent_sampler import LatentSampler
 from .latent_tuning import TuningSettings
 from .motion import Motion
@@ -29,7 +30,6 @@ from .text_encoders import PromptCache, check_text_encoder, load_text_encoder
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
-MAX_VARIATIONS = 64
 
 ProgressFn = Callable[[str, float], None]
 

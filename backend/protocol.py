@@ -16,15 +16,11 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidRequest, MotionLCMError
+from .limits import GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TUNING, MAX_VARIATIONS, STEPS
 from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 64 * 1024 * 1024
-MAX_PROMPT_CHARS = 1000
-MAX_VARIATIONS = 8
-MAX_TARGET_FPS = 240.0
-MAX_TUNING = 1000  # latent tuning iterations; about one VAE decode each
-ALLOWED_STEPS = (1, 2, 4)
 # Answered by the reader thread at once; everything else is queued for the worker.
 IMMEDIATE_TYPES = ("ping", "cancel", "shutdown")
 QUEUED_TYPES = ("skeleton", "generate")
@@ -212,11 +208,13 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
     prompt = _prompt(message.get("prompt"))
     frames = _frames(message.get("frames"))
     steps = message.get("steps", 1)
-    if steps not in ALLOWED_STEPS or not _is_int(steps):
-        raise InvalidRequest(f"steps must be one of {', '.join(map(str, ALLOWED_STEPS))}, got {steps!r}.")
+    if steps not in STEPS or not _is_int(steps):
+        raise InvalidRequest(f"steps must be one of {', '.join(map(str, STEPS))}, got {steps!r}.")
     guidance = message.get("guidance")
-    if guidance is not None and not (_is_number(guidance) and 1 <= guidance <= 50):
-        raise InvalidRequest(f"guidance must be a number between 1 and 50, or null for the default, got {guidance!r}.")
+    low, high = GUIDANCE
+    if guidance is not None and not (_is_number(guidance) and low <= guidance <= high):
+        raise InvalidRequest(f"guidance must be a number between {low:g} and {high:g}, or null for the default, "
+                             f"got {guidance!r}.")
     seed = message.get("seed")
     if seed is not None and not (_is_int(seed) and 0 <= seed < 2**32):
         raise InvalidRequest(f"seed must be an integer between 0 and 4294967295, or null for random, got {seed!r}.")

@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import __version__, protocol
+from . import __version__, limits, protocol
 from .errors import MotionLCMError
 
 log = logging.getLogger("motionlcm.server")
@@ -101,7 +101,7 @@ class Session:
         with self._lock:
             busy, queued = self._running is not None, len(self._queue)
         return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "loaded": self._engine is not None,
-                **self._info, "busy": busy, "queued": queued}
+                **self._info, "busy": busy, "queued": queued, "limits": limits.as_dict()}
 
     def _enqueue(self, job: Job) -> None:
         if self.closed.is_set():

@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import bake, character, curve_sources, curves, generation_request, mapping_store
+from . import bake, character, curve_sources, curves, generation_request, mapping_store, session
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
 HISTORY_LIMIT = 50
@@ -77,8 +77,8 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False) ->
     if character_only:
         return GenerationPlan(requests={"skeleton": {"type": "skeleton"}}, target=NEW, armature_name=None, **common)
     values = settings.generation_settings(scene_fps)
-    generation_request.validate_prompt(values.prompt)
-    frames = generation_request.model_frames(values.seconds)
+    generation_request.validate_prompt(values.prompt, session.limits)
+    frames = generation_request.model_frames(values.seconds, session.limits)
     kind, obj = _target(context)
     rest = character.rest_joints_of(obj) if kind == SMPL else None
     pelvis_height = float(rest[0, 1]) if rest is not None else curves.DEFAULT_PELVIS_HEIGHT_M
@@ -86,7 +86,7 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False) ->
     controls = [curve_sources.control_request(context, c.source, c.joint, c.mode, c.density, frames,
                                               settings.start_frame, to_target, pelvis_height)
                 for c in settings.controls]
-    requests = {"generate": generation_request.build_generate_request(values, controls, rest)}
+    requests = {"generate": generation_request.build_generate_request(values, controls, rest, session.limits)}
     if kind == NEW:  # the skeleton reply's rest pose is the default target skeleton of `generate`
         requests = {"skeleton": {"type": "skeleton"}, **requests}
     history = {"prompt": requests["generate"]["prompt"], "seconds": values.seconds, "steps": values.steps,

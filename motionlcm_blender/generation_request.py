@@ -13,13 +13,11 @@ import numpy as np
 
 from . import curves
 
-MIN_FRAMES = 40
-MAX_FRAMES = 196
-MAX_PROMPT_CHARS = 1000
-STEP_CHOICES = (1, 2, 4)
-MAX_VARIATIONS = 8
-MAX_TUNING = 1000  # latent tuning iterations the backend accepts
-MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 50.0  # the backend's accepted range; None = the checkpoint's default
+# The backend's limits (backend/limits.py) arrive in its ping reply and are what the panel is validated with
+# (session.limits); this copy is only for drawing the panel before the backend has answered (a test keeps it equal).
+FALLBACK_LIMITS: dict[str, Any] = {
+    "min_frames": 40, "max_frames": 196, "max_prompt_chars": 1000, "steps": [1, 2, 4], "max_variations": 8,
+    "max_tuning": 1000, "guidance": [1.0, 50.0], "max_target_fps": 240.0}
 # Joints ControlNet can follow (the OmniControl set), as the panel lists them.
 CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
 
@@ -43,22 +41,32 @@ class GenerationSettings:
     tuning: int = 0  # latent tuning iterations before fitting; 0 = none
 
 
-def validate_prompt(prompt: str) -> str:
+def usable_limits(limits: dict[str, Any] | None) -> dict[str, Any]:
+    """The backend's limits when it sent a complete set, else the fallback."""
+    if isinstance(limits, dict) and set(FALLBACK_LIMITS) <= set(limits):
+        return limits
+    return FALLBACK_LIMITS
+
+
+def validate_prompt(prompt: str, limits: dict[str, Any] | None = None) -> str:
+    most = usable_limits(limits)["max_prompt_chars"]
     text = " ".join(prompt.split())
     if not text:
         raise RequestError("The prompt is empty; describe the motion, e.g. 'a person walks forward and waves'.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise RequestError(f"The prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}.")
+    if len(text) > most:
+        raise RequestError(f"The prompt has {len(text)} characters; the limit is {most}.")
     return text
 
 
-def model_frames(seconds: float) -> int:
-    """Duration in seconds -> model frames at 20 fps, within the trained range 40..196 (2.0..9.8 s)."""
+def model_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
+    """Duration in seconds -> model frames at 20 fps, within the trained range (40..196: 2.0..9.8 s)."""
+    lim = usable_limits(limits)
+    low, high = lim["min_frames"], lim["max_frames"]
     frames = int(round(seconds * curves.MODEL_FPS))
-    if not MIN_FRAMES <= frames <= MAX_FRAMES:
+    if not low <= frames <= high:
         raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; MotionLCM was trained on "
-                           f"{MIN_FRAMES / curves.MODEL_FPS:g} to {MAX_FRAMES / curves.MODEL_FPS:g} s "
-                           f"({MIN_FRAMES} to {MAX_FRAMES} frames at 20 fps).")
+                           f"{low / curves.MODEL_FPS:g} to {high / curves.MODEL_FPS:g} s "
+                           f"({low} to {high} frames at 20 fps).")
     return frames
 
 
@@ -102,29 +110,34 @@ def knot_frames(knots_bu: np.ndarray, frame_count: int) -> np.ndarray:
 
 
 def build_generate_request(settings: GenerationSettings, controls: list[dict[str, Any]],
-                           rest_joints: np.ndarray | None = None) -> dict[str, Any]:
-    """The `generate` request body (without `id`); raises RequestError on any bad setting."""
-    if settings.steps not in STEP_CHOICES:
-        raise RequestError(f"Steps must be one of {STEP_CHOICES}, got {settings.steps}.")
-    if not 1 <= settings.variations <= MAX_VARIATIONS:
-        raise RequestError(f"Variations must be between 1 and {MAX_VARIATIONS}, got {settings.variations}.")
-    if settings.guidance is not None and not MIN_GUIDANCE <= settings.guidance <= MAX_GUIDANCE:
-        raise RequestError(f"Guidance must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got "
+                           rest_joints: np.ndarray | None = None,
+                           limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `generate` request body (without `id`); raises RequestError on any bad setting. `limits`: the
+    backend's (its ping reply), else the fallback copy."""
+    lim = usable_limits(limits)
+    if settings.steps not in lim["steps"]:
+        raise RequestError(f"Steps must be one of {tuple(lim['steps'])}, got {settings.steps}.")
+    if not 1 <= settings.variations <= lim["max_variations"]:
+        raise RequestError(f"Variations must be between 1 and {lim['max_variations']}, got {settings.variations}.")
+    low, high = lim["guidance"]
+    if settings.guidance is not None and not low <= settings.guidance <= high:
+        raise RequestError(f"Guidance must be between {low:g} and {high:g}, got "
                            f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
-    if not 0 <= settings.tuning <= MAX_TUNING:
-        raise RequestError(f"Latent tuning takes 0 to {MAX_TUNING} iterations, got {settings.tuning}.")
+    if not 0 <= settings.tuning <= lim["max_tuning"]:
+        raise RequestError(f"Latent tuning takes 0 to {lim['max_tuning']} iterations, got {settings.tuning}.")
     if settings.seed is not None and settings.seed < 0:
         raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
-    if not 0 < settings.target_fps <= 240:
-        raise RequestError(f"The scene frame rate must be between 0 and 240 fps, got {settings.target_fps:g}.")
+    if not 0 < settings.target_fps <= lim["max_target_fps"]:
+        raise RequestError(f"The scene frame rate must be between 0 and {lim['max_target_fps']:g} fps, got "
+                           f"{settings.target_fps:g}.")
     joints = [c["joint"] for c in controls]
     repeated = sorted({j for j in joints if joints.count(j) > 1})
     if repeated:
         raise RequestError(f"Several controls drive {', '.join(repeated)}; keep one control per joint.")
     return {
         "type": "generate",
-        "prompt": validate_prompt(settings.prompt),
-        "frames": model_frames(settings.seconds),
+        "prompt": validate_prompt(settings.prompt, lim),
+        "frames": model_frames(settings.seconds, lim),
         "controls": controls,
         "steps": settings.steps,
         "guidance": settings.guidance,

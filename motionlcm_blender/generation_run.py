@@ -45,7 +45,8 @@ class GenerationRun:
                 raise generation_request.RequestError(
                     "Generating needs a Blender window; from a script or the command line use `motionlcm generate`.")
             client = session.client_for(preferences.backend_config(preferences.addon_preferences(context)))
-            run.job = BackendJob(client, run.plan.requests)
+            # The ping answers at once with the backend's limits, which the next validation uses.
+            run.job = BackendJob(client, {"ping": {"type": "ping"}, **run.plan.requests})
         except USER_ERRORS as exc:
             run._fail(str(exc))
             return run
@@ -72,6 +73,8 @@ class GenerationRun:
         try:
             if not self.job.update():
                 return RUNNING
+            if "ping" in self.job.results:
+                session.limits = self.job.results["ping"].get("limits")
             if self.job.error is not None:
                 return self._fail(self.job.error)
             obj = generation.apply_generation(context, self.plan, self.job.results)

@@ -74,7 +74,8 @@ class MOTIONLCM_PT_main(Panel):
         col = layout.column()
         col.prop(settings, "seconds")
         frames = round(settings.seconds * 20)
-        in_range = generation_request.MIN_FRAMES <= frames <= generation_request.MAX_FRAMES
+        limits = generation_request.usable_limits(session.limits)
+        in_range = limits["min_frames"] <= frames <= limits["max_frames"]
         hint = col.row()
         hint.alert = not in_range
         hint.label(text=f"{frames} model frames" + ("" if in_range else " (2.0 to 9.8 s)"))

@@ -14,6 +14,7 @@ from . import curve_sources, generation_request, rig_mapping, rig_shape
 
 JOINT_LABELS = {"pelvis": "Pelvis", "head": "Head", "left_wrist": "Left Wrist", "right_wrist": "Right Wrist",
                 "left_foot": "Left Foot", "right_foot": "Right Foot"}
+_UI_LIMITS = generation_request.FALLBACK_LIMITS  # slider bounds only: validation uses the backend's (session.limits)
 AUTO_MAPPING = "auto"  # rig_mapping.resolve_mapping's name for auto-detection
 
 
@@ -71,10 +72,10 @@ class MotionLCMSettings(PropertyGroup):
                         items=[("1", "1", "Fastest"), ("2", "2", "Balanced"), ("4", "4", "Best quality")])
     use_guidance: BoolProperty(name="Custom Guidance", default=False,
                                description="Override the checkpoint's classifier-free guidance scale")
-    guidance: FloatProperty(name="Guidance", default=7.5, min=generation_request.MIN_GUIDANCE,
-                            max=generation_request.MAX_GUIDANCE, soft_max=20.0,
+    guidance: FloatProperty(name="Guidance", default=7.5, min=_UI_LIMITS["guidance"][0],
+                            max=_UI_LIMITS["guidance"][1], soft_max=20.0,
                             description="Classifier-free guidance scale: higher follows the prompt more literally")
-    variations: IntProperty(name="Variations", default=1, min=1, max=generation_request.MAX_VARIATIONS,
+    variations: IntProperty(name="Variations", default=1, min=1, max=_UI_LIMITS["max_variations"],
                             description="Motions generated at once (consecutive seeds); each becomes an Action")
     start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")
     in_place: BoolProperty(name="In Place", default=False, description="Remove travel in the ground plane")
@@ -87,7 +88,7 @@ class MotionLCMSettings(PropertyGroup):
                                description="Bend the motion onto its controls: the pelvis exactly on its path, "
                                            "head, hands and feet by IK (a few milliseconds). Off: the draft, the "
                                            "ControlNet alone, which follows paths only loosely")
-    tuning_iterations: IntProperty(name="Latent Tuning", default=0, min=0, max=generation_request.MAX_TUNING,
+    tuning_iterations: IntProperty(name="Latent Tuning", default=0, min=0, max=_UI_LIMITS["max_tuning"],
                                    soft_max=100,
                                    description="Before fitting, iterations of MotionLCM-V2 latent tuning that pull "
                                                "the sample itself towards the controls (about 70 ms each on a "

@@ -16,14 +16,16 @@ run = None  # the running generation_run.GenerationRun (one at a time), None whe
 last_error = ""
 last_info = ""
 last_warnings: list[str] = []  # controls the last generation did not meet, shown until the next message
+limits: dict[str, Any] | None = None  # the backend's request limits, from its last ping reply
 
 
 def client_for(config: dict[str, Any]) -> BackendClient:
     """The client for these settings; a changed configuration replaces (and stops) the previous backend."""
-    global _client, _client_config
+    global _client, _client_config, limits
     if _client is None or config != _client_config:
         shutdown_client()
         _client, _client_config = BackendClient.from_config(config), dict(config)
+        limits = None  # another backend: its limits come with its first ping reply
     return _client
 
 

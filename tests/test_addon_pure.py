@@ -221,3 +221,18 @@ def test_job_error_cancels_what_is_still_pending():
     client.queue = [{"id": "job-1", "type": "error", "code": "internal", "message": "Boom."}]
     assert job.update() and job.error == "Boom." and job.error_code == "internal"
     assert "job-2" in client.cancelled
+
+
+def test_the_fallback_limits_are_the_backends_and_given_limits_rule():
+    from backend import limits
+
+    assert generation_request.FALLBACK_LIMITS == limits.as_dict()
+    fewer = {**limits.as_dict(), "max_variations": 2, "steps": [1], "max_prompt_chars": 10}
+    with pytest.raises(generation_request.RequestError, match="Variations must be between 1 and 2"):
+        generation_request.build_generate_request(_settings(variations=3, steps=1), [], limits=fewer)
+    with pytest.raises(generation_request.RequestError, match=r"Steps must be one of \(1,\)"):
+        generation_request.build_generate_request(_settings(), [], limits=fewer)
+    with pytest.raises(generation_request.RequestError, match="the limit is 10"):
+        generation_request.build_generate_request(_settings(steps=1), [], limits=fewer)
+    # An incomplete set (an older backend) is not trusted: the fallback applies.
+    assert generation_request.usable_limits({"max_variations": 2}) is generation_request.FALLBACK_LIMITS

@@ -9,6 +9,7 @@ bpy = pytest.importorskip("bpy")
 
 import motionlcm_blender  # noqa: E402
 from addon_synthetic import Event, generate_result, operator_shell, skeleton_reply  # noqa: E402
+from backend import limits as backend_limits  # noqa: E402
 from motionlcm_blender import bake, character, generation, session  # noqa: E402
 
 
@@ -202,15 +203,21 @@ def test_unmappable_rig_is_refused_before_anything_is_sent(scene, fake_client):
 
 
 class _FakeClient:
+    """Answers pings at once with `limits` (the backend's own unless a test changes them), as the server does."""
+
     def __init__(self):
-        self.replies, self.cancelled, self.submitted = [], [], []
+        self.replies, self.cancelled, self.submitted, self._pings = [], [], [], []
+        self.limits = backend_limits.as_dict()
 
     def submit(self, request):
+        if request["type"] == "ping":
+            self._pings.append({"id": "ping", "type": "result", "limits": dict(self.limits)})
+            return "ping"
         self.submitted.append(request)
         return request["type"]
 
     def poll(self):
-        replies, self.replies = self.replies, []
+        replies, self.replies, self._pings = self._pings + self.replies, [], []
         return replies
 
     def cancel(self, job_id):
@@ -258,7 +265,7 @@ def test_escape_or_cancel_button_stops_the_run_and_changes_nothing(scene, fake_c
         assert bpy.ops.motionlcm.cancel() == {"FINISHED"}
         assert session.run is None  # the panel shows Generate again at once
         assert shell.modal(bpy.context, Event("TIMER")) == {"CANCELLED"}
-    assert set(fake_client.cancelled) == {"skeleton", "generate"} and _state(scene) == before
+    assert set(fake_client.cancelled) - {"ping"} == {"skeleton", "generate"} and _state(scene) == before
     assert shell.reports[-1][0] == "WARNING" and shell._run.timer is None
     fake_client.replies = [{"id": "generate", **generate_result(frames=40)}]  # a late reply is ignored
     assert shell._run.tick(bpy.context) == "CANCELLED" and _state(scene) == before
@@ -348,3 +355,19 @@ def test_regenerate_loads_the_entry_settings_into_the_panel(scene):
     assert (settings.prompt, settings.seconds, settings.steps, settings.seed) == ("a person kicks", 3.0, "4", 42)
     with pytest.raises(RuntimeError, match="No such generation"):
         bpy.ops.motionlcm.history_regenerate(index=5)
+
+
+def test_validation_follows_the_limits_the_backend_sends(scene, fake_client):
+    """The backend's ping reply (backend/limits.py) replaces the add-on's fallback copy: a backend that allows
+    fewer variations, or longer clips, is what the panel is validated against from then on."""
+    fake_client.limits = {**backend_limits.as_dict(), "max_variations": 3, "max_frames": 240}
+    shell = _start(scene, prompt="a person waves")
+    fake_client.replies += [{"id": "skeleton", "type": "result", **skeleton_reply()},
+                            {"id": "generate", **generate_result(frames=40)}]
+    assert shell.modal(bpy.context, Event("TIMER")) == {"FINISHED"}
+    assert session.limits["max_variations"] == 3
+    scene.motionlcm.variations = 4
+    with pytest.raises(RuntimeError, match="Variations must be between 1 and 3"):
+        bpy.ops.motionlcm.generate()
+    scene.motionlcm.variations, scene.motionlcm.seconds = 1, 12.0  # 240 frames: this backend takes them
+    assert generation.plan_generation(bpy.context).requests["generate"]["frames"] == 240

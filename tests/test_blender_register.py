@@ -132,4 +132,4 @@ def test_unregister_during_a_generation_stops_its_timer_and_job(monkeypatch):
     assert not bpy.ops.motionlcm.generate.poll()  # one generation at a time
     motionlcm_blender.unregister()
     assert session.run is None and run.timer is None and run.state == "CANCELLED"
-    assert set(cancelled) == {"skeleton", "generate"}
+    assert set(cancelled) - {"ping"} == {"skeleton", "generate"}  # the ping is answered at once anyway

@@ -351,3 +351,14 @@ def test_http_streams_replies_and_rejects_requests_without_the_token():
         server.shutdown()
         server.server_close()
         session.close(timeout=5)
+
+
+def test_ping_sends_the_request_limits(session_and_engine):
+    from backend import limits
+
+    session, _engine = session_and_engine
+    replies = Replies()
+    session.handle({"id": "p", "type": "ping"}, replies)
+    reply = replies.final("p")
+    assert reply["limits"] == limits.as_dict() and reply["limits"]["max_variations"] == limits.MAX_VARIATIONS
+    json.dumps(reply)
