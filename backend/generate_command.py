@@ -14,7 +14,7 @@ from .skeleton import FPS
 
 
 def seconds_to_frames(seconds: float) -> int:
-    """A clip of S seconds has round(20 S) model frames (DESIGN.md)."""
+    """A clip of S seconds has round(20 S) model frames (backend/skeleton.py: 20 fps)."""
     return int(round(float(seconds) * FPS))
 
 

@@ -1,6 +1,6 @@
 """The generation pipeline: prompts (+ joint controls) -> HumanML3D motion.
 
-Composes the data path of DESIGN.md: text encoder -> hint -> LCM sampler with ControlNet -> VAE decode ->
+Composes the data path (README.md, Layout): text encoder -> hint -> LCM sampler with ControlNet -> VAE decode ->
 263-dim features -> 22 joint positions. Every sample has its own seed, so a variation is reproducible
 on its own and independent of the batch it was generated in.
 """

@@ -6,8 +6,8 @@
   by batch doubling [text; empty text].
 * `decode_latents`: z_0 -> normalised HumanML3D features, padded frames 0.
 
-`record` (a dict) receives every intermediate under the names of the official fixtures
-(shared/fixtures/motionlcm_official/FIXTURES.md); residuals are stored sequence-first (tokens, B, hidden) as there.
+`record` (a dict) receives every intermediate under the official fixtures' array names (as
+tests/test_models_official.py reads them); residuals are stored sequence-first (tokens, B, hidden) as there.
 All functions run under `torch.inference_mode()` (sample_lcm can keep its graph for latent tuning).
 """
 

@@ -9,8 +9,8 @@ rig's own hierarchy, including the unmapped helper bones and their Copy Transfor
 (Rigify's MCH chain), evaluated the way Blender does: slerp/lerp between own and target by influence.
 
 Spaces: HumanML3D vectors map to armature space by `axes` (3x3): the rig's own left/up/forward from its
-rest pose, snapped to the nearest axis permutation; for a Z-up rig facing -Y it is DESIGN.md's
-HumanML3D (x, y, z) = Blender (x, z, -y). Rotation matrices act on column vectors.
+rest pose, snapped to the nearest axis permutation; for a Z-up rig facing -Y it is the add-on's
+HumanML3D (x, y, z) = Blender (x, z, -y) (curves.blender_to_humanml). Rotation matrices act on column vectors.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def bone_heads_world(obj, names: list[str], frames: range) -> np.ndarray:
 
 
 def humanml_to_blender_world(joints: np.ndarray, location) -> np.ndarray:
-    """DESIGN.md: Blender (x, y, z) = HumanML3D (x, -z, y); unit scale 1; the character stands at `location`."""
+    """The add-on's axes (curves.py): Blender (x, y, z) = HumanML3D (x, -z, y); unit scale 1; the character stands at `location`."""
     return np.stack([joints[..., 0], -joints[..., 2], joints[..., 1]], axis=-1) + np.asarray(location)
 
 

@@ -1,7 +1,7 @@
 """Our networks + sampler reproduce the official MotionLCM-V2 code (shared/fixtures/motionlcm_official).
 
 The fixture checkpoint is loaded through our official-checkpoint loader and `backend.replay`; every array
-of outputs_steps{1,4}.npz must match within atol 1e-4 (FIXTURES.md's suggested tolerance; the float32 noise
+of outputs_steps{1,4}.npz must match within atol 1e-4 (the tolerance the official fixtures' notes suggest; the float32 noise
 floor is ~1e-5), given the fixture's w-embedding (test_schedulers compares ours with it). Motion arrays are
 compared over each sample's valid frames only.
 """

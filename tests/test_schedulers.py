@@ -16,7 +16,7 @@ from backend.schedulers import (CFG_STEP_MAP, DDIMScheduler, LCMScheduler, guida
 
 def test_alphas_cumprod_match_official_values():
     s = LCMScheduler()
-    # FIXTURES.md: alphas_cumprod at the LCM timesteps (8 significant digits there).
+    # The official fixtures' notes: alphas_cumprod at the LCM timesteps (8 significant digits there).
     for t, want in {799: 0.03719497, 699: 0.08312827, 399: 0.42608613, 299: 0.59218282}.items():
         assert abs(float(s.alphas_cumprod[t]) - want) < 5e-8, t
     assert s.alphas_cumprod.dtype == torch.float32
