@@ -4,6 +4,7 @@ small randomly initialised checkpoint for the real pipeline."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import numpy as np
 from backend.controls import scale_controls
 from backend.fitting import fit_motion
 from backend.motion import Motion
+from backend.pipeline import MotionLCMPipeline
 from backend.retarget.rest_pose import default_skeleton
 from backend.skeleton import FEATURE_DIM
 
@@ -34,11 +36,16 @@ class FakePipeline:
         self.calls: list[dict[str, Any]] = []
         self.started = threading.Event()
 
-    def generate(self, prompts, lengths, controls=None, steps=1, guidance=None, seed=None, variations=1,
-                 tuning=0, fit=True, control_scale=1.0, progress=None):
-        self.calls.append(dict(prompts=prompts, lengths=lengths, controls=controls, steps=steps,
-                               guidance=guidance, seed=seed, variations=variations, tuning=tuning, fit=fit,
-                               control_scale=control_scale))
+    def generate(self, *args: Any, **kwargs: Any) -> SimpleNamespace:
+        """MotionLCMPipeline.generate's own signature (a call the real one would refuse fails here too)."""
+        call = inspect.signature(MotionLCMPipeline.generate).bind(self, *args, **kwargs)
+        call.apply_defaults()
+        arguments = {k: v for k, v in call.arguments.items() if k != "self"}
+        self.calls.append({k: v for k, v in arguments.items() if k != "progress"})
+        prompts, lengths, controls, seed, variations, fit, control_scale, progress = (
+            arguments[k] for k in ("prompts", "lengths", "controls", "seed", "variations", "fit", "control_scale",
+                                   "progress"))
+        steps, guidance = arguments["steps"], arguments["guidance"]
         progress("sampling", 0.0)
         self.started.set()
         if self.gate is not None:
