@@ -24,7 +24,7 @@ import torch
 
 from .errors import InvalidRequest
 from .humanml3d_skeleton import (
-    FOOT_CONTACT_THRESHOLD, TARGET_OFFSETS, canonicalize, check_joints, foot_contacts, local_rotations,
+    FOOT_CONTACT_THRESHOLD, TARGET_OFFSETS, canonicalize, check_joints, contact_labels, local_rotations,
     root_rotation, uniform_skeleton,
 )
 from .rotations import Array, quat_about_y, quat_inv, quat_mul, quat_rotate, quat_to_6d
@@ -43,7 +43,7 @@ assert CONTACT_SLICE.stop == FEATURE_DIM
 __all__ = [  # the skeleton steps are re-exported so the data-preparation code needs one import
     "ROOT_SLICE", "RIC_SLICE", "ROT6D_SLICE", "VELOCITY_SLICE", "CONTACT_SLICE", "FEATURE_BLOCKS",
     "normalize", "denormalize", "recover_root", "features_to_joints", "joints_to_features",
-    "TARGET_OFFSETS", "FOOT_CONTACT_THRESHOLD", "uniform_skeleton", "canonicalize", "foot_contacts",
+    "TARGET_OFFSETS", "FOOT_CONTACT_THRESHOLD", "uniform_skeleton", "canonicalize", "contact_labels",
 ]
 
 
@@ -145,7 +145,7 @@ def joints_to_features(joints: np.ndarray, feet_threshold: float | np.ndarray = 
     serves the velocities of the one before it, hence T - 1 rows.
     """
     positions = canonicalize(uniform_skeleton(check_joints(joints), target_offsets))
-    contacts = foot_contacts(positions, feet_threshold)
+    contacts = contact_labels(positions, feet_threshold)
     facing = root_rotation(positions)
     rot6d = quat_to_6d(local_rotations(positions, facing)[:, 1:]).reshape(len(positions), -1)
 

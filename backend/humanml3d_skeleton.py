@@ -3,7 +3,7 @@
 - `uniform_skeleton`: keep every bone's direction, give it the target length (`TARGET_OFFSETS`), scale the
   root trajectory by the leg-length ratio.
 - `canonicalize`: lowest joint of the clip on the floor, frame 0's root at the xz origin, frame 0 facing +Z.
-- `foot_contacts`: per-frame "foot is still" labels.
+- `contact_labels`: per-frame "foot is still" labels.
 - `root_rotation` / `local_rotations`: the facing and per-joint rotations behind the feature vector.
 - `check_joints`: the shared input validation (shape, frame count, finiteness -> InvalidRequest).
 All are vectorised over frames (Python loops run over the 21 bones only).
@@ -52,11 +52,14 @@ def check_joints(joints: np.ndarray, min_frames: int = 2) -> np.ndarray:
         raise InvalidRequest(f"joints must be a numeric array of shape (T, {NUM_JOINTS}, 3): {exc}") from exc
     if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
         raise InvalidRequest(f"joints must have shape (T, {NUM_JOINTS}, 3), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InvalidRequest("the motion has no frames (T = 0)")
     if arr.shape[0] < min_frames:
         raise InvalidRequest(f"joints need at least {min_frames} frames, got {arr.shape[0]}")
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr).all(axis=(1, 2)))[:, 0]
-        raise InvalidRequest(f"joints contain NaN or infinite values (frames {bad[:10].tolist()})")
+        raise InvalidRequest(f"joints contain NaN or infinite values in {bad.size} frame(s), first at frame "
+                             f"{bad[0]} (frames {bad[:10].tolist()})")
     return arr
 
 
@@ -119,7 +122,7 @@ def canonicalize(joints: np.ndarray) -> np.ndarray:
     return quat_rotate(turn, placed)
 
 
-def foot_contacts(joints: np.ndarray, threshold: float | np.ndarray = FOOT_CONTACT_THRESHOLD) -> np.ndarray:
+def contact_labels(joints: np.ndarray, threshold: float | np.ndarray = FOOT_CONTACT_THRESHOLD) -> np.ndarray:
     """(T, 22, 3) -> (T - 1, 4) float32: 1 where a foot joint's squared displacement to the next frame is
     below `threshold` (scalar, or one value per joint of a foot: (ankle, foot)).
     Columns: left ankle, left foot, right ankle, right foot."""

@@ -12,7 +12,7 @@ from backend.features import (
     features_to_joints, joints_to_features, normalize, recover_root,
 )
 from backend.humanml3d_skeleton import (
-    TARGET_BONE_LENGTHS, TARGET_OFFSETS, canonicalize, foot_contacts, uniform_skeleton,
+    TARGET_BONE_LENGTHS, TARGET_OFFSETS, canonicalize, contact_labels, uniform_skeleton,
 )
 from backend.rotations import quat_about_y, quat_inv, quat_rotate
 from backend.skeleton import FEATURE_DIM, FPS, PARENTS, RAW_OFFSETS
@@ -171,13 +171,13 @@ def test_canonicalize_floor_origin_and_facing(clip):
     np.testing.assert_allclose(out, joints, atol=1e-6)  # HumanML3D joints are already canonical
 
 
-def test_foot_contacts_threshold_per_joint():
+def test_contact_labels_threshold_per_joint():
     joints = np.zeros((4, 22, 3))
     joints[:, 10, 0] = [0.0, 0.01, 0.11, 0.21]  # left foot: still, then 0.1 m per frame
     joints[:, 8, 2] = [0.0, 0.04, 0.08, 0.12]  # right ankle: 0.04 m per frame, squared 0.0016
-    contacts = foot_contacts(joints)
+    contacts = contact_labels(joints)
     np.testing.assert_array_equal(contacts, [[1, 1, 1, 1], [1, 0, 1, 1], [1, 0, 1, 1]])
-    strict = foot_contacts(joints, threshold=np.array([0.001, 0.002]))  # (ankle, foot)
+    strict = contact_labels(joints, threshold=np.array([0.001, 0.002]))  # (ankle, foot)
     np.testing.assert_array_equal(strict[:, 2], [0, 0, 0])
 
 

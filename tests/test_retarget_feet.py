@@ -11,7 +11,7 @@ from backend.features import CONTACT_SLICE
 from backend.motion import Motion
 from backend.retarget import default_skeleton, fitted_skeleton, retarget
 from backend.retarget.bandai import bandai_to_smpl
-from backend.retarget.feet import (FOOT_JOINTS, foot_contacts, predicted_contacts, skating_ratio, trim_contacts,
+from backend.retarget.feet import (FOOT_JOINTS, detect_contacts, predicted_contacts, skating_ratio, trim_contacts,
                                    two_bone_ik)
 from backend.skeleton import FEATURE_DIM
 from retarget_data import extract_bandai
@@ -134,7 +134,7 @@ def test_foot_lock_uses_the_motions_own_contact_channels(standing):
     slid[..., 0] += (0.12 * np.minimum(phase, 2.0 - phase))[:, None]
     features = np.zeros((len(slid), FEATURE_DIM), np.float32)
     features[:, CONTACT_SLICE] = 1.0  # both feet planted throughout
-    assert foot_contacts(slid, 20.0).mean() < 0.2  # detection sees (almost) no contact
+    assert detect_contacts(slid, 20.0).mean() < 0.2  # detection sees (almost) no contact
     before = skating_ratio(slid)
     detected = skating_ratio(retarget(Motion(slid, fps=20.0), skeleton, foot_lock=True).fk())
     locked = retarget(Motion(slid, fps=20.0, features=features), skeleton, foot_lock=True)
@@ -167,7 +167,7 @@ def test_predicted_contacts_read_the_foot_channels():
 
 def test_contacts_detected_on_walk(walk):
     joints, _ = walk
-    contacts = foot_contacts(joints, 20.0)
+    contacts = detect_contacts(joints, 20.0)
     assert 0.2 < contacts.mean() < 0.9 and contacts[:, 0].any() and contacts[:, 1].any()
 
 

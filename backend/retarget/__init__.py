@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import bvh
+from ..humanml3d_skeleton import check_joints
 from ..errors import InvalidRequest
 from ..motion import Motion
 from . import feet, ik, kinematics
@@ -96,7 +97,7 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
     Z; `target_fps` resamples (duration = frames / fps preserved). Raises InvalidRequest for empty, non-finite or
     misshapen joints.
     """
-    joints = ik.check_joints(motion.joints)
+    joints = check_joints(motion.joints, min_frames=1)
     fps = float(motion.fps)
     skeleton = skeleton or default_skeleton()
     if root_scale is not None and not (np.isfinite(root_scale) and root_scale > 0):
@@ -116,7 +117,7 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
         positions[..., 1] -= feet.floor_height(positions)  # contact heights are measured from the floor
         # The motion's own contact channels when it has them (generated or prepared clips), else detection.
         has_channels = motion.features is not None and len(motion.features) == len(joints)
-        contacts = feet.predicted_contacts(motion.features) if has_channels else feet.foot_contacts(positions, fps)
+        contacts = feet.predicted_contacts(motion.features) if has_channels else feet.detect_contacts(positions, fps)
         contacts = feet.trim_contacts(positions, contacts)
         if contacts.any():
             root, quats = ik.solve(feet.lock_feet(positions, contacts, fps), skeleton, fps)

@@ -43,7 +43,7 @@ def floor_height(joints: np.ndarray) -> float:
     return float(np.asarray(joints)[:, FEET_AND_ANKLES, 1].min())
 
 
-def foot_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT,
+def detect_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT,
                   speed: float = CONTACT_SPEED) -> np.ndarray:
     """(T, 2) contact flags of the left and right foot joints: below `height` above the floor (y = 0) and slower
     than `speed` m/s (HumanML3D's velocity threshold, as a speed so that it holds at any fps)."""
@@ -60,7 +60,7 @@ def foot_contacts(joints: np.ndarray, fps: float, height: float = CONTACT_HEIGHT
 def predicted_contacts(features: np.ndarray) -> np.ndarray:
     """(T, 2) left/right foot contacts from a motion's own (T, 263) HumanML3D features: the foot joints' contact
     channels above 0.5. A generated motion's channels are the model's prediction, made with the motion; they mark
-    the stance phases even where the decoded feet glide too fast for `foot_contacts` to see them (the previous
+    the stance phases even where the decoded feet glide too fast for `detect_contacts` to see them (the previous
     default model's walks: 8 % of frames by speed, about half by their channels; the current one's: 60 % by
     either)."""
     features = np.asarray(features)

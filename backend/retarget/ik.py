@@ -23,6 +23,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ..errors import InvalidRequest
+from ..humanml3d_skeleton import check_joints
 from ..rotations import matrix_to_quat, quat_continuous
 from ..skeleton import JOINT_INDEX as J
 from ..skeleton import NUM_JOINTS, PARENTS
@@ -153,20 +154,6 @@ def _rotation(v: np.ndarray) -> np.ndarray:
     return c * np.eye(3) + s * k + (1 - c) * (axis[..., :, None] * axis[..., None, :])
 
 
-def check_joints(joints: np.ndarray) -> np.ndarray:
-    """Validate (T, 22, 3) joint positions; returns them as float64. Raises InvalidRequest otherwise."""
-    joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
-        raise InvalidRequest(f"joints must have shape (T, {NUM_JOINTS}, 3), got {joints.shape}")
-    if joints.shape[0] == 0:
-        raise InvalidRequest("the motion has no frames (T = 0); nothing to retarget")
-    if not np.isfinite(joints).all():
-        frames = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
-        raise InvalidRequest(f"joints contain NaN or infinite values in {frames.size} frame(s), first at frame "
-                             f"{frames[0]}")
-    return joints.astype(np.float64)
-
-
 # Joints solved together, level by level down the tree (a level's parents are solved before it).
 _NECK_COLLARS, _NECK_COLLAR_CHILDREN = [12, 13, 14], [15, 16, 17]
 _LIMB_ROOTS, _LIMB_MIDS, _LIMB_ENDS = [1, 2, 16, 17], [4, 5, 18, 19], [7, 8, 20, 21]
@@ -189,7 +176,7 @@ def _across(q: np.ndarray, w_hips: float) -> np.ndarray:
 
 def solve_global_rotations(joints: np.ndarray, skeleton: RestSkeleton, fps: float = 20.0) -> np.ndarray:
     """Global rotations (T, 22, 3, 3) taking `skeleton`'s rest pose onto the posed `joints` (T, 22, 3) at `fps`."""
-    p = check_joints(joints)
+    p = check_joints(joints, min_frames=1)
     r = skeleton.joints
     g = np.empty((p.shape[0], NUM_JOINTS, 3, 3))
     eye = np.broadcast_to(np.eye(3), g[:, 0].shape)
@@ -239,7 +226,7 @@ def solve(joints: np.ndarray, skeleton: RestSkeleton, fps: float = 20.0,
           root_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Analytic IK. Returns root translation (T, 3) (the pelvis's world position, times `root_scale`) and local
     rotations (T, 22, 4) w,x,y,z relative to `skeleton`'s rest pose."""
-    p = check_joints(joints)
+    p = check_joints(joints, min_frames=1)
     return p[:, 0] * root_scale, local_quaternions(solve_global_rotations(p, skeleton, fps))
 
 
