@@ -2,7 +2,7 @@
 
 The add-on never imports torch or the backend package: it starts `python -m backend.server` (client.py)
 and talks the protocol of docs/protocol.md. Modules that touch `bpy` are imported in register(), so the
-pure ones (curves, pose_math, generation_request, wire, client, backend_job) import without Blender.
+pure ones (curves, pose_math, request_builder, wire, client, backend_job) import without Blender.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import curves, generation_request
+from . import curves, request_builder
 
 PATH = "PATH"  # the whole curve walked at uniform speed over the clip
 WAYPOINTS = "WAYPOINTS"  # keyframes at their frames, or curve points timed by distance
@@ -139,15 +139,15 @@ def control_request(context: bpy.types.Context, obj: bpy.types.Object | None, jo
                                         "(keyframes) or pick a curve for a path.")
             depsgraph = context.evaluated_depsgraph_get()
             world = _curve_path(obj, depsgraph) if obj.type == "CURVE" else _grease_pencil_stroke(obj)
-            return generation_request.path_control(joint, curves.transform_points(world, to_target), frame_count,
+            return request_builder.path_control(joint, curves.transform_points(world, to_target), frame_count,
                                                    density, unit_scale, pelvis_height_m)
         if obj.type == "CURVE":
             knots = curves.transform_points(_curve_knots(obj), to_target)
-            frames = generation_request.knot_frames(knots, frame_count)
+            frames = request_builder.knot_frames(knots, frame_count)
         else:
             scene_frames, world = _keyed_positions(obj, scene)
             knots = curves.transform_points(world, to_target)
             frames = curves.scene_to_model_frames(scene_frames, start_frame, scene_fps, frame_count)
-        return generation_request.waypoint_control(joint, knots, frames, unit_scale, pelvis_height_m)
+        return request_builder.waypoint_control(joint, knots, frames, unit_scale, pelvis_height_m)
     except curves.CurveError as exc:
         raise curves.CurveError(f"{joint} control ('{obj.name}'): {exc}") from exc

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import bpy
 
-from . import curves, generation, generation_request, preferences, session
+from . import curves, preferences, request_builder, scene_io, session
 from .backend_job import BackendJob
 from .client import BackendError
 from .rig_mapping import RigMappingError
 
 RUNNING, FINISHED, CANCELLED = "RUNNING", "FINISHED", "CANCELLED"
-USER_ERRORS = (generation_request.RequestError, curves.CurveError, RigMappingError, BackendError)
+USER_ERRORS = (request_builder.RequestError, curves.CurveError, RigMappingError, BackendError)
 
 
 class GenerationRun:
     def __init__(self, character_only: bool = False) -> None:
         self.character_only = character_only
-        self.plan: generation.GenerationPlan | None = None
+        self.plan: scene_io.GenerationPlan | None = None
         self.job: BackendJob | None = None
         self.state = RUNNING
         self.failed = False  # CANCELLED by an error rather than by the user
@@ -40,9 +40,9 @@ class GenerationRun:
         a bad setting or an unreachable backend (nothing was changed or left running)."""
         run = cls(character_only)
         try:
-            run.plan = generation.plan_generation(context, character_only)
+            run.plan = scene_io.plan_generation(context, character_only)
             if context.window is None:  # nothing would ever call tick()
-                raise generation_request.RequestError(
+                raise request_builder.RequestError(
                     "Generating needs a Blender window; from a script or the command line use `motionlcm generate`.")
             client = session.client_for(preferences.backend_config(preferences.addon_preferences(context)))
             # The ping answers at once with the backend's limits, which the next validation uses.
@@ -77,13 +77,13 @@ class GenerationRun:
                 session.limits = self.job.results["ping"].get("limits")
             if self.job.error is not None:
                 return self._fail(self.job.error)
-            obj = generation.apply_generation(context, self.plan, self.job.results)
+            obj = scene_io.apply_generation(context, self.plan, self.job.results)
         except Exception as exc:  # apply_generation has put the scene back
             return self._fail(f"Could not apply the motion: {exc}")
         bpy.ops.ed.undo_push(message="MotionLCM: " + ("Create Character" if self.character_only else "Generate"))
         if self.character_only:
             return self._end(FINISHED, f"created {obj.name}.", session.set_info)
-        fit, self.warnings = generation_request.control_summary(self.job.results.get("generate", {}))
+        fit, self.warnings = request_builder.control_summary(self.job.results.get("generate", {}))
         self.warnings += self.plan.notes
         done = f"baked '{obj.animation_data.action.name}' onto {obj.name}." + (f" {fit}." if fit else "")
         return self._end(FINISHED, done, lambda message: session.set_info(message, self.warnings))

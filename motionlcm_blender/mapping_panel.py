@@ -45,11 +45,11 @@ class MOTIONLCM_OT_mapping_detect(_MappingOperator, Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from . import retarget_rig
+        from . import rig_transfer
 
         obj = _armature(context)
         try:
-            mapping = retarget_rig.mapping_of(obj, context.scene.motionlcm.mapping, use_stored=False)
+            mapping = rig_transfer.mapping_of(obj, context.scene.motionlcm.mapping, use_stored=False)
         except RigMappingError as exc:
             return self._fail(str(exc))
         mapping_store.store_mapping(obj, mapping.bones, mapping.root_bone)

@@ -2,7 +2,7 @@
 
 The Bone Mapping panel edits `Object.motionlcm_bones` (one item per SMPL joint; `bone` names one of the
 armature's bones, or is empty) and `Object.motionlcm_root_bone` (the bone that carries the travel; empty: the
-pelvis bone). A stored mapping is what Auto-detect uses (retarget_rig.mapping_of): a regenerate reuses what the
+pelvis bone). A stored mapping is what Auto-detect uses (rig_transfer.mapping_of): a regenerate reuses what the
 user confirmed, and a successful bake stores the mapping it used. Presets: `<Blender config>/motionlcm/
 bone_mappings/NAME.json` (rig_mapping.mapping_to_json).
 """
@@ -28,7 +28,7 @@ class MotionLCMBoneItem(PropertyGroup):
 
 def stored_mapping(obj: bpy.types.Object) -> tuple[dict[str, str], str | None]:
     """({joint: bone} of the non-empty items, root bone or None); empty when nothing is stored (or the add-on's
-    properties are not registered, as for scripts that call retarget_rig directly)."""
+    properties are not registered, as for scripts that call rig_transfer directly)."""
     bones = {item.joint: item.bone for item in getattr(obj, "motionlcm_bones", ()) if item.bone}
     return bones, getattr(obj, "motionlcm_root_bone", "") or None
 

@@ -12,7 +12,7 @@ import bpy
 from bpy.props import BoolProperty, IntProperty
 from bpy.types import Operator
 
-from . import bake, generation_request, session
+from . import bake, request_builder, session
 from .generation_run import FINISHED, RUNNING, GenerationRun
 
 POLL_SECONDS = 0.1
@@ -141,7 +141,7 @@ class MOTIONLCM_OT_control_add(Operator):
         settings = context.scene.motionlcm
         control = settings.controls.add()
         used = {c.joint for c in settings.controls}
-        free = [j for j in generation_request.CONTROL_JOINTS if j not in used]
+        free = [j for j in request_builder.CONTROL_JOINTS if j not in used]
         control.joint = free[0] if free else "pelvis"
         obj = context.active_object
         if obj is not None and obj.type in ("CURVE", "GREASEPENCIL", "GPENCIL", "EMPTY"):

@@ -7,7 +7,7 @@ import textwrap
 import bpy
 from bpy.types import Panel, UIList
 
-from . import character, generation_request, session
+from . import character, request_builder, session
 
 CATEGORY = "MotionLCM"
 WRAP_PIXELS_PER_CHAR = 7  # rough width of a UI character, to wrap long prompts and messages
@@ -74,7 +74,7 @@ class MOTIONLCM_PT_main(Panel):
         col = layout.column()
         col.prop(settings, "seconds")
         frames = round(settings.seconds * 20)
-        limits = generation_request.usable_limits(session.limits)
+        limits = request_builder.usable_limits(session.limits)
         in_range = limits["min_frames"] <= frames <= limits["max_frames"]
         hint = col.row()
         hint.alert = not in_range

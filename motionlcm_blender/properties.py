@@ -1,6 +1,6 @@
 """Scene settings of the MotionLCM panel (`scene.motionlcm`): prompt, timing, sampler, controls, target, history.
 
-Duration is stored in seconds; generation_request.model_frames turns it into round(20 s) model frames
+Duration is stored in seconds; request_builder.model_frames turns it into round(20 s) model frames
 and enforces the trained range 40..196 (2.0..9.8 s) with a clear message, so the soft limits here only
 guide the slider.
 """
@@ -10,11 +10,11 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 from bpy.types import PropertyGroup
 
-from . import curve_sources, generation_request, rig_mapping, rig_shape
+from . import curve_sources, request_builder, rig_mapping, rig_shape
 
 JOINT_LABELS = {"pelvis": "Pelvis", "head": "Head", "left_wrist": "Left Wrist", "right_wrist": "Right Wrist",
                 "left_foot": "Left Foot", "right_foot": "Right Foot"}
-_UI_LIMITS = generation_request.FALLBACK_LIMITS  # slider bounds only: validation uses the backend's (session.limits)
+_UI_LIMITS = request_builder.FALLBACK_LIMITS  # slider bounds only: validation uses the backend's (session.limits)
 AUTO_MAPPING = "auto"  # rig_mapping.resolve_mapping's name for auto-detection
 
 
@@ -104,9 +104,9 @@ class MotionLCMSettings(PropertyGroup):
     history: CollectionProperty(type=MotionLCMHistoryItem)
     active_history: IntProperty(name="Active Generation")
 
-    def generation_settings(self, scene_fps: float) -> generation_request.GenerationSettings:
+    def generation_settings(self, scene_fps: float) -> request_builder.GenerationSettings:
         """The plain values the pure request builder validates."""
-        return generation_request.GenerationSettings(
+        return request_builder.GenerationSettings(
             prompt=self.prompt_text.as_string() if self.prompt_text else self.prompt, seconds=self.seconds,
             steps=int(self.steps),
             guidance=self.guidance if self.use_guidance else None, seed=self.seed, variations=self.variations,

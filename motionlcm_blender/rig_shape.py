@@ -18,7 +18,7 @@ Pure numpy on the rest pose (bone heads in armature space) and the hierarchy:
 5. Left is up x forward, forward being the feet's direction (ankle to foot), else the armature's -Y (Blender's
    convention) or +Z for a Y-up armature.
 The result is a RigMapping like a preset's (preset "shape"); Auto-detect falls back to it when no preset maps
-the rig (retarget_rig.mapping_of).
+the rig (rig_transfer.mapping_of).
 """
 
 from __future__ import annotations

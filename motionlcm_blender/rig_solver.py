@@ -1,4 +1,4 @@
-"""Pure numpy retargeting of an SMPL motion onto any armature's rest pose (no bpy; see retarget_rig.py).
+"""Pure numpy retargeting of an SMPL motion onto any armature's rest pose (no bpy; see rig_transfer.py).
 
 Why world-space: each mapped bone gets the SMPL joint's world rotation *relative to the rest pose*,
 pre-multiplied by a rest alignment A that turns the rig's rest bone direction onto SMPL's (T-pose vs
@@ -38,7 +38,7 @@ class Constraint:
 
 @dataclass
 class RigRest:
-    """An armature's rest pose as plain arrays (retarget_rig.rig_rest_of reads it from bpy)."""
+    """An armature's rest pose as plain arrays (rig_transfer.rig_rest_of reads it from bpy)."""
     names: list[str]
     parents: list[int]  # -1 for none
     matrices: np.ndarray  # (N, 4, 4) bone.matrix_local, armature space

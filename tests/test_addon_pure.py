@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from motionlcm_blender import curves, generation_request, pose_math
+from motionlcm_blender import curves, request_builder, pose_math
 from motionlcm_blender.backend_job import BackendJob
 
 
@@ -53,29 +53,29 @@ def test_scene_frames_map_to_model_frames_and_out_of_range_is_named():
 
 def test_pelvis_path_on_the_floor_is_lifted_to_standing_height():
     path = np.array([[0, 0, 0], [0, -4, 0]], dtype=float)  # Blender: 4 m towards -Y (the character's front)
-    control = generation_request.path_control("pelvis", path, 40, 1.0, 1.0)
+    control = request_builder.path_control("pelvis", path, 40, 1.0, 1.0)
     positions = np.array(control["positions"])
     assert control["frames"] == list(range(40))
     np.testing.assert_allclose(positions[:, 1], curves.DEFAULT_PELVIS_HEIGHT_M)
     np.testing.assert_allclose(positions[-1], [0, curves.DEFAULT_PELVIS_HEIGHT_M, 4.0])
-    raised = generation_request.path_control("pelvis", path + [0, 0, 1.1], 40, 1.0, 1.0)
+    raised = request_builder.path_control("pelvis", path + [0, 0, 1.1], 40, 1.0, 1.0)
     np.testing.assert_allclose(np.array(raised["positions"])[:, 1], 1.1)
 
 
 def test_density_thins_frames_evenly_keeping_both_ends():
     line = np.array([[0, 0, 1.0], [1, 0, 1.0]])
-    control = generation_request.path_control("left_wrist", line, 100, 0.1, 1.0)
+    control = request_builder.path_control("left_wrist", line, 100, 0.1, 1.0)
     assert len(control["frames"]) == 10 and control["frames"][0] == 0 and control["frames"][-1] == 99
     assert set(np.diff(control["frames"])) <= {11, 12} and set(control) == {"joint", "frames", "positions"}
     np.testing.assert_allclose(np.array(control["positions"])[:, 0], np.array(control["frames"]) / 99, atol=1e-5)
-    assert generation_request.path_control("left_wrist", line, 40, 0.01, 1.0)["frames"] == [0, 39]
-    assert generation_request.path_control("left_wrist", line, 40, 1.0, 1.0)["frames"] == list(range(40))
+    assert request_builder.path_control("left_wrist", line, 40, 0.01, 1.0)["frames"] == [0, 39]
+    assert request_builder.path_control("left_wrist", line, 40, 1.0, 1.0)["frames"] == list(range(40))
     with pytest.raises(curves.CurveError, match="Density must be in"):
-        generation_request.path_control("left_wrist", line, 40, 0.0, 1.0)
+        request_builder.path_control("left_wrist", line, 40, 0.0, 1.0)
 
 
 def test_waypoints_keep_the_later_of_two_keys_on_one_frame():
-    control = generation_request.waypoint_control("head", np.array([[0, 0, 1.5], [1, 0, 1.5], [2, 0, 1.5]]),
+    control = request_builder.waypoint_control("head", np.array([[0, 0, 1.5], [1, 0, 1.5], [2, 0, 1.5]]),
                                                   np.array([30, 0, 30]), 1.0)
     assert control["frames"] == [0, 30]
     np.testing.assert_allclose(control["positions"][1], [2, 1.5, 0])
@@ -84,22 +84,22 @@ def test_waypoints_keep_the_later_of_two_keys_on_one_frame():
 def _settings(**changes):
     values = dict(prompt="a person jumps", seconds=3.0, steps=2, seed=5, target_fps=25.0)
     values.update(changes)
-    return generation_request.GenerationSettings(**values)
+    return request_builder.GenerationSettings(**values)
 
 
 def test_generate_request_follows_the_protocol():
-    request = generation_request.build_generate_request(_settings(prompt="  a person\n jumps "), [])
+    request = request_builder.build_generate_request(_settings(prompt="  a person\n jumps "), [])
     assert request == {"type": "generate", "prompt": "a person jumps", "frames": 60, "controls": [], "steps": 2,
                        "guidance": None, "seed": 5, "variations": 1, "fit": True, "tuning": 0, "target_fps": 25.0,
                        "in_place": False, "foot_lock": True, "rest_joints": None}
 
 
 def test_latent_tuning_is_sent_only_with_controls_and_fitting_as_set():
-    control = generation_request.path_control("pelvis", np.array([[0, 0, 0], [2, 0, 0.0]]), 60, 1.0, 1.0)
-    with_control = generation_request.build_generate_request(_settings(tuning=100), [control])
+    control = request_builder.path_control("pelvis", np.array([[0, 0, 0], [2, 0, 0.0]]), 60, 1.0, 1.0)
+    with_control = request_builder.build_generate_request(_settings(tuning=100), [control])
     assert with_control["tuning"] == 100 and with_control["fit"] is True
-    assert generation_request.build_generate_request(_settings(tuning=100), [])["tuning"] == 0
-    assert generation_request.build_generate_request(_settings(fit=False), [control])["fit"] is False
+    assert request_builder.build_generate_request(_settings(tuning=100), [])["tuning"] == 0
+    assert request_builder.build_generate_request(_settings(fit=False), [control])["fit"] is False
 
 
 def test_control_summary_names_the_error_and_keeps_every_warning():
@@ -107,12 +107,12 @@ def test_control_summary_names_the_error_and_keeps_every_warning():
         return {"seed": seed, "controls": {"fitted": True, "draft": {}, "warnings": warnings,
                                            "error": {"pelvis": {"mean_m": 0.0, "max_m": 0.0},
                                                      "left_wrist": {"mean_m": 0.12, "max_m": 0.3}}}}
-    line, warnings = generation_request.control_summary(
+    line, warnings = request_builder.control_summary(
         {"variations": [variation(3, ["left_wrist: out of reach"]), variation(4, ["pelvis: too fast"])]})
     assert line == ("pelvis 0.0 cm from its control on average (0.0 cm at worst); left wrist 12.0 cm from its "
                     "control on average (30.0 cm at worst)")
     assert warnings == ["seed 3: left_wrist: out of reach", "seed 4: pelvis: too fast"]
-    assert generation_request.control_summary({"variations": [{"seed": 1}]}) == ("", [])
+    assert request_builder.control_summary({"variations": [{"seed": 1}]}) == ("", [])
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -120,29 +120,29 @@ def test_control_summary_names_the_error_and_keeps_every_warning():
     ({"steps": 3}, "Steps must be one of"), ({"variations": 9}, "Variations must be between"),
     ({"seed": -1}, "seed must be 0 or more"), ({"tuning": 5000}, "Latent tuning takes 0 to 1000")])
 def test_bad_settings_give_specific_errors(changes, message):
-    with pytest.raises(generation_request.RequestError, match=message):
-        generation_request.build_generate_request(_settings(**changes), [])
+    with pytest.raises(request_builder.RequestError, match=message):
+        request_builder.build_generate_request(_settings(**changes), [])
 
 
 @pytest.mark.parametrize("guidance", [0.0, 0.99, 50.5])
 def test_guidance_outside_the_backend_range_is_refused(guidance):
-    with pytest.raises(generation_request.RequestError, match="Guidance must be between 1 and 50.*Custom Guidance"):
-        generation_request.build_generate_request(_settings(guidance=guidance), [])
+    with pytest.raises(request_builder.RequestError, match="Guidance must be between 1 and 50.*Custom Guidance"):
+        request_builder.build_generate_request(_settings(guidance=guidance), [])
 
 
 @pytest.mark.parametrize("guidance", [None, 1.0, 7.5, 50.0])
 def test_guidance_none_means_the_checkpoint_default(guidance):
-    assert generation_request.build_generate_request(_settings(guidance=guidance), [])["guidance"] == guidance
+    assert request_builder.build_generate_request(_settings(guidance=guidance), [])["guidance"] == guidance
 
 
 def test_trained_range_edges_are_accepted():
-    assert generation_request.model_frames(2.0) == 40 and generation_request.model_frames(9.8) == 196
+    assert request_builder.model_frames(2.0) == 40 and request_builder.model_frames(9.8) == 196
 
 
 def test_two_controls_on_one_joint_are_refused():
-    control = generation_request.waypoint_control("head", np.array([[0, 0, 1.5]]), np.array([0]), 1.0)
-    with pytest.raises(generation_request.RequestError, match="drive head"):
-        generation_request.build_generate_request(_settings(), [control, control])
+    control = request_builder.waypoint_control("head", np.array([[0, 0, 1.5]]), np.array([0]), 1.0)
+    with pytest.raises(request_builder.RequestError, match="drive head"):
+        request_builder.build_generate_request(_settings(), [control, control])
 
 
 def _random_rotations(rng, shape):
@@ -226,13 +226,13 @@ def test_job_error_cancels_what_is_still_pending():
 def test_the_fallback_limits_are_the_backends_and_given_limits_rule():
     from backend import limits
 
-    assert generation_request.FALLBACK_LIMITS == limits.as_dict()
+    assert request_builder.FALLBACK_LIMITS == limits.as_dict()
     fewer = {**limits.as_dict(), "max_variations": 2, "steps": [1], "max_prompt_chars": 10}
-    with pytest.raises(generation_request.RequestError, match="Variations must be between 1 and 2"):
-        generation_request.build_generate_request(_settings(variations=3, steps=1), [], limits=fewer)
-    with pytest.raises(generation_request.RequestError, match=r"Steps must be one of \(1,\)"):
-        generation_request.build_generate_request(_settings(), [], limits=fewer)
-    with pytest.raises(generation_request.RequestError, match="the limit is 10"):
-        generation_request.build_generate_request(_settings(steps=1), [], limits=fewer)
+    with pytest.raises(request_builder.RequestError, match="Variations must be between 1 and 2"):
+        request_builder.build_generate_request(_settings(variations=3, steps=1), [], limits=fewer)
+    with pytest.raises(request_builder.RequestError, match=r"Steps must be one of \(1,\)"):
+        request_builder.build_generate_request(_settings(), [], limits=fewer)
+    with pytest.raises(request_builder.RequestError, match="the limit is 10"):
+        request_builder.build_generate_request(_settings(steps=1), [], limits=fewer)
     # An incomplete set (an older backend) is not trusted: the fallback applies.
-    assert generation_request.usable_limits({"max_variations": 2}) is generation_request.FALLBACK_LIMITS
+    assert request_builder.usable_limits({"max_variations": 2}) is request_builder.FALLBACK_LIMITS

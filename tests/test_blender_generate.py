@@ -10,7 +10,7 @@ bpy = pytest.importorskip("bpy")
 import motionlcm_blender  # noqa: E402
 from addon_synthetic import Event, generate_result, operator_shell, skeleton_reply  # noqa: E402
 from backend import limits as backend_limits  # noqa: E402
-from motionlcm_blender import bake, character, generation, session  # noqa: E402
+from motionlcm_blender import bake, character, scene_io, session  # noqa: E402
 
 
 @pytest.fixture()
@@ -55,9 +55,9 @@ def test_guidance_slider_starts_at_one_and_unticked_sends_the_default(scene):
     settings = scene.motionlcm
     settings.guidance = 0.0
     assert settings.guidance == 1.0  # the backend accepts 1..50
-    assert generation.plan_generation(bpy.context).requests["generate"]["guidance"] is None
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["guidance"] is None
     settings.use_guidance, settings.guidance = True, 3.5
-    assert generation.plan_generation(bpy.context).requests["generate"]["guidance"] == 3.5
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["guidance"] == 3.5
 
 
 def test_path_density_sets_the_fraction_of_pinned_frames(scene):
@@ -65,34 +65,34 @@ def test_path_density_sets_the_fraction_of_pinned_frames(scene):
     control = scene.motionlcm.controls.add()
     control.joint, control.source, control.mode, control.density = "pelvis", bpy.context.active_object, "PATH", 0.25
     scene.motionlcm.seconds = 4.0  # 80 model frames
-    (sent,) = generation.plan_generation(bpy.context).requests["generate"]["controls"]
+    (sent,) = scene_io.plan_generation(bpy.context).requests["generate"]["controls"]
     assert len(sent["frames"]) == 20 and sent["frames"][0] == 0 and sent["frames"][-1] == 79
     assert "strength" not in sent and "strength" not in control.bl_rna.properties
 
 
 def test_feet_are_locked_by_default_and_unticking_sends_it_off(scene):
-    assert generation.plan_generation(bpy.context).requests["generate"]["foot_lock"] is True
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["foot_lock"] is True
     scene.motionlcm.foot_lock = False
-    assert generation.plan_generation(bpy.context).requests["generate"]["foot_lock"] is False
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["foot_lock"] is False
 
 
 def test_paths_are_fitted_by_default_and_unticking_sends_the_controlnet_alone(scene):
     bpy.ops.curve.primitive_bezier_curve_add()
     control = scene.motionlcm.controls.add()
     control.joint, control.source, control.mode = "pelvis", bpy.context.active_object, "PATH"
-    sent = generation.plan_generation(bpy.context).requests["generate"]
+    sent = scene_io.plan_generation(bpy.context).requests["generate"]
     assert sent["fit"] is True and sent["tuning"] == 0  # fitting alone: milliseconds, as the CLI's default
     scene.motionlcm.tuning_iterations = 20
-    assert generation.plan_generation(bpy.context).requests["generate"]["tuning"] == 20
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["tuning"] == 20
     scene.motionlcm.fit_controls = False
-    sent = generation.plan_generation(bpy.context).requests["generate"]
+    sent = scene_io.plan_generation(bpy.context).requests["generate"]
     assert sent["fit"] is False and sent["tuning"] == 0
 
 
 def _plan(scene, **settings):
     for key, value in settings.items():
         setattr(scene.motionlcm, key, value)
-    return generation.plan_generation(bpy.context)
+    return scene_io.plan_generation(bpy.context)
 
 
 def test_new_character_plan_asks_for_the_skeleton_then_generates(scene):
@@ -100,7 +100,7 @@ def test_new_character_plan_asks_for_the_skeleton_then_generates(scene):
     plan = _plan(scene, prompt="a person jumps", seconds=2.0, seed=11)
     assert list(plan.requests) == ["skeleton", "generate"]
     assert plan.requests["generate"]["frames"] == 40 and plan.requests["generate"]["target_fps"] == 24.0
-    obj = generation.apply_generation(bpy.context, plan, {"skeleton": skeleton_reply(),
+    obj = scene_io.apply_generation(bpy.context, plan, {"skeleton": skeleton_reply(),
                                                           "generate": generate_result(frames=48, variations=2)})
     assert character.is_motionlcm_character(obj) and tuple(obj.location) == (2.0, 0.0, 0.0)
     action = obj.animation_data.action
@@ -114,8 +114,8 @@ def test_smpl_target_sends_its_rest_joints_and_reapply_restores_an_action(scene)
     plan = _plan(scene, target="ARMATURE", armature=obj)
     np.testing.assert_allclose(plan.requests["generate"]["rest_joints"], skeleton_reply()["rest_joints"], atol=1e-6)
     assert "skeleton" not in plan.requests
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=1)})
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=2)})
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=1)})
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=2)})
     first = scene.motionlcm.history[0].action
     bpy.ops.motionlcm.history_apply(index=0)
     assert obj.animation_data.action == first and len(obj.animation_data.nla_tracks) == 2
@@ -124,12 +124,12 @@ def test_smpl_target_sends_its_rest_joints_and_reapply_restores_an_action(scene)
 def test_failed_bake_restores_the_previous_action(scene):
     obj = character.create_character(bpy.context, skeleton_reply())
     plan = _plan(scene, target="ARMATURE", armature=obj)
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=1)})
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=1)})
     before = _state(scene)
     broken = generate_result(frames=40, variations=3)
     broken["variations"][0]["local_quats"] = broken["variations"][0]["local_quats"][:, :5]  # baked last
     with pytest.raises(Exception):
-        generation.apply_generation(bpy.context, plan, {"generate": broken})
+        scene_io.apply_generation(bpy.context, plan, {"generate": broken})
     assert _state(scene) == before
 
 
@@ -139,7 +139,7 @@ def test_failed_generation_onto_a_new_character_leaves_no_character(scene):
     del broken["variations"][0]["root_translation"]
     before = _state(scene)
     with pytest.raises(KeyError):
-        generation.apply_generation(bpy.context, plan, {"skeleton": skeleton_reply(), "generate": broken})
+        scene_io.apply_generation(bpy.context, plan, {"skeleton": skeleton_reply(), "generate": broken})
     assert _state(scene) == before
 
 
@@ -148,13 +148,13 @@ def test_deleted_target_is_reported(scene):
     plan = _plan(scene, target="ARMATURE", armature=obj)
     character.remove_character(obj)
     with pytest.raises(ValueError, match="was deleted"):
-        generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+        scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
 
 
 def test_bake_restore_helper_removes_only_new_actions(scene):
     obj = character.create_character(bpy.context, skeleton_reply())
     snapshot = bake.snapshot_animation(obj)
-    generation.apply_generation(bpy.context, _plan(scene, target="ARMATURE", armature=obj),
+    scene_io.apply_generation(bpy.context, _plan(scene, target="ARMATURE", armature=obj),
                                 {"generate": generate_result(frames=40)})
     bake.restore_animation(obj, snapshot)
     assert obj.animation_data is None and len(bpy.data.actions) == 0
@@ -176,8 +176,8 @@ def _user_rig(names):
 def test_user_rig_is_retargeted_into_a_new_action(scene):
     rig = _user_rig(MIXAMO)
     plan = _plan(scene, target="ARMATURE", armature=rig, mapping="auto")
-    assert plan.target == generation.RIG and plan.requests["generate"]["rest_joints"] is None
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert plan.target == scene_io.RIG and plan.requests["generate"]["rest_joints"] is None
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
     action = rig.animation_data.action
     assert action["motionlcm_seed"] == 7 and scene.motionlcm.history[0].target == rig
     assert action.frame_range[:] == pytest.approx((1.0, 40.0))
@@ -186,8 +186,8 @@ def test_user_rig_is_retargeted_into_a_new_action(scene):
 def test_rig_with_unknown_names_is_mapped_by_shape(scene):
     rig = _user_rig([f"bone{i}" for i in range(22)])
     plan = _plan(scene, target="ARMATURE", armature=rig, mapping="auto")
-    assert plan.target == generation.RIG
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    assert plan.target == scene_io.RIG
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
     assert rig.animation_data.action["motionlcm_seed"] == 7
 
 
@@ -336,11 +336,11 @@ def test_one_undo_reassigns_the_previous_action(scene, fake_client):
 
 
 def test_history_keeps_the_newest_entries(scene, monkeypatch):
-    monkeypatch.setattr(generation, "HISTORY_LIMIT", 2)
+    monkeypatch.setattr(scene_io, "HISTORY_LIMIT", 2)
     obj = character.create_character(bpy.context, skeleton_reply())
     plan = _plan(scene, target="ARMATURE", armature=obj)
     for seed in (1, 2, 3):
-        generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=seed)})
+        scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=seed)})
     assert [h.seed for h in scene.motionlcm.history] == [2, 3] and scene.motionlcm.active_history == 1
     assert len(bpy.data.actions) == 3
 
@@ -348,7 +348,7 @@ def test_history_keeps_the_newest_entries(scene, monkeypatch):
 def test_regenerate_loads_the_entry_settings_into_the_panel(scene):
     obj = character.create_character(bpy.context, skeleton_reply())
     plan = _plan(scene, target="ARMATURE", armature=obj, prompt="a person kicks", seconds=3.0, steps="4")
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=42)})
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40, seed=42)})
     settings = scene.motionlcm
     settings.prompt, settings.seconds, settings.steps, settings.seed = "something else", 5.0, "1", 0
     bpy.ops.motionlcm.history_regenerate(index=0, load_only=True)
@@ -370,4 +370,4 @@ def test_validation_follows_the_limits_the_backend_sends(scene, fake_client):
     with pytest.raises(RuntimeError, match="Variations must be between 1 and 3"):
         bpy.ops.motionlcm.generate()
     scene.motionlcm.variations, scene.motionlcm.seconds = 1, 12.0  # 240 frames: this backend takes them
-    assert generation.plan_generation(bpy.context).requests["generate"]["frames"] == 240
+    assert scene_io.plan_generation(bpy.context).requests["generate"]["frames"] == 240

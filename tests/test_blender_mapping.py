@@ -9,7 +9,7 @@ bpy = pytest.importorskip("bpy")
 
 import motionlcm_blender  # noqa: E402
 from addon_synthetic import generate_result, skeleton_reply  # noqa: E402
-from motionlcm_blender import character, generation, mapping_store, retarget_rig, session  # noqa: E402
+from motionlcm_blender import character, mapping_store, rig_transfer, scene_io, session  # noqa: E402
 from motionlcm_blender.rig_mapping import JOINT_NAMES  # noqa: E402
 from rig_fixtures import MIXAMO_BONES  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_detect_fills_the_22_joints_from_the_shape_and_generate_uses_the_edits(s
     assert "Mapped 22 of 22 joints" in session.last_info and "shape" in session.last_info
     # A hand edit is what the next generation uses.
     rig.motionlcm_bones[JOINT_NAMES.index("head")].bone = NAMES["neck"]
-    assert retarget_rig.mapping_of(_target_rig).bones["head"] == NAMES["neck"]
+    assert rig_transfer.mapping_of(_target_rig).bones["head"] == NAMES["neck"]
     # A missing chain is named before anything is sent.
     rig.motionlcm_bones[JOINT_NAMES.index("left_knee")].bone = ""
     with pytest.raises(RuntimeError, match=r"no bone for: left leg \(left_knee\)"):
@@ -67,11 +67,11 @@ def test_detect_fills_the_22_joints_from_the_shape_and_generate_uses_the_edits(s
 def test_a_bake_stores_the_mapping_it_used_and_a_regenerate_reuses_it(scene):
     rig = _rig(MIXAMO)
     _target(scene, rig)
-    plan = generation.plan_generation(bpy.context)
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    plan = scene_io.plan_generation(bpy.context)
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
     stored, root = mapping_store.stored_mapping(rig)
     assert stored["left_knee"] == "mixamorig:LeftLeg" and root is None and len(stored) == 22
-    assert retarget_rig.mapping_of(rig).preset == "custom"
+    assert rig_transfer.mapping_of(rig).preset == "custom"
 
 
 def test_presets_are_saved_and_loaded_onto_another_rig(scene, tmp_path):
@@ -105,10 +105,10 @@ def test_presets_are_saved_and_loaded_onto_another_rig(scene, tmp_path):
 def test_a_first_generation_mapped_by_shape_says_so(scene):
     rig = _rig(NAMES.values())
     _target(scene, rig)
-    plan = generation.plan_generation(bpy.context)
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    plan = scene_io.plan_generation(bpy.context)
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
     assert any("mapped by shape" in note and "Bone Mapping" in note for note in plan.notes)
     assert mapping_store.stored_mapping(rig)[0] == NAMES  # stored: the panel shows it, a regenerate reuses it
-    plan = generation.plan_generation(bpy.context)
-    generation.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
+    plan = scene_io.plan_generation(bpy.context)
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=40)})
     assert plan.notes == []  # the stored mapping is the user's now

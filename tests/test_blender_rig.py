@@ -9,7 +9,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 from mathutils import Matrix  # noqa: E402
 
-from motionlcm_blender import bake, curves, retarget_rig  # noqa: E402
+from motionlcm_blender import bake, curves, rig_transfer  # noqa: E402
 from motionlcm_blender.rig_mapping import RigMappingError  # noqa: E402
 from rig_fixtures import (AIM, HUMANML_TO_BLENDER, JOINTS, MIXAMO_BONES, PARENTS, a_pose_joints,  # noqa: E402
                           angle_degrees, bone_tails, leg_length_ratio, synthetic_motion)
@@ -72,7 +72,7 @@ def _max_direction_error(obj: bpy.types.Object, names: dict[str, str], joints: n
 
 
 def _retarget_and_bake(obj: bpy.types.Object, motion: dict, **options) -> bpy.types.Action:
-    channels = retarget_rig.retarget_to_rig(obj, motion, **options)
+    channels = rig_transfer.transfer_to_rig(obj, motion, **options)
     return bake.write_action(obj, "retargeted", channels, START)
 
 
@@ -106,7 +106,7 @@ def test_in_place_removes_horizontal_root_motion() -> None:
     obj = _build_armature("Mixamo", bones)
     motion = synthetic_motion()
     rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
-    action = retarget_rig.bake_to_rig(obj, motion, "in place", START, preset="mixamo", in_place=True,
+    action = rig_transfer.bake_to_rig(obj, motion, "in place", START, preset="mixamo", in_place=True,
                                       props={"prompt": "walk"})
     assert action["prompt"] == "walk"
     heights = []
@@ -126,7 +126,7 @@ def test_target_matrix_maps_the_baked_pelvis_back_to_the_model_root() -> None:
     obj = _build_armature("Mixamo", dict(MIXAMO_BONES), world)
     motion = synthetic_motion()
     unit_scale = 0.5
-    matrix = retarget_rig.rig_target_matrix(obj, motion["rest_joints"], unit_scale=unit_scale)
+    matrix = rig_transfer.rig_target_matrix(obj, motion["rest_joints"], unit_scale=unit_scale)
     _retarget_and_bake(obj, motion)
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
@@ -151,7 +151,7 @@ def test_rig_without_legs_raises_and_changes_nothing() -> None:
     obj = _build_armature("Legless", legless)
     before = _data_counts()
     with pytest.raises(RigMappingError, match="left_hip"):
-        retarget_rig.retarget_to_rig(obj, synthetic_motion())
+        rig_transfer.transfer_to_rig(obj, synthetic_motion())
     assert _data_counts() == before
     assert obj.animation_data is None
 
@@ -162,10 +162,10 @@ def test_constraint_driven_bone_and_non_armature_are_refused() -> None:
     constraint.target, constraint.subtarget = obj, "Spine"
     before = _data_counts()
     with pytest.raises(RigMappingError, match=r"LeftArm \(Copy Rotation\)"):
-        retarget_rig.retarget_to_rig(obj, synthetic_motion())
+        rig_transfer.transfer_to_rig(obj, synthetic_motion())
     mesh_obj = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
     with pytest.raises(RigMappingError, match="'Cube' is not one"):
-        retarget_rig.retarget_to_rig(mesh_obj, synthetic_motion())
+        rig_transfer.transfer_to_rig(mesh_obj, synthetic_motion())
     assert _data_counts()[0] == before[0]
 
 
@@ -175,7 +175,7 @@ def test_malformed_result_is_refused_before_anything_is_created() -> None:
     motion["local_quats"] = motion["local_quats"][:, :21]
     before = _data_counts()
     with pytest.raises(ValueError, match="wrong shapes"):
-        retarget_rig.retarget_to_rig(obj, motion)
+        rig_transfer.transfer_to_rig(obj, motion)
     assert _data_counts() == before
 
 
@@ -211,7 +211,7 @@ def test_generated_rigify_rig_is_driven_through_its_fk_controls() -> None:
     smpl = {j: motion["rest_joints"][JOINTS.index(j)] for j in legs}
     scale = leg(rest) / leg(smpl)
 
-    channels = retarget_rig.retarget_to_rig(rig, motion)
+    channels = rig_transfer.transfer_to_rig(rig, motion)
     bake.write_action(rig, "retargeted", channels, START)
 
     assert ("upper_arm_fk.L", "rotation_quaternion") in channels and ("torso", "location") in channels
@@ -245,11 +245,11 @@ def test_travel_of_a_connected_hip_goes_to_the_root_bone_above_it() -> None:
     bpy.ops.object.mode_set(mode="OBJECT")
     motion = synthetic_motion()
     rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
-    channels = retarget_rig.retarget_to_rig(obj, motion)
+    channels = rig_transfer.transfer_to_rig(obj, motion)
     assert ("root", "location") in channels and ("Hips", "location") not in channels
     bake.write_action(obj, "walk", channels, START)
     _follows_travel(obj, "Hips", motion, rest_hips)
-    assert retarget_rig.travel_note_for(obj) == ("The root bone 'Hips' is connected to its parent, so the travel "
+    assert rig_transfer.travel_note_for(obj) == ("The root bone 'Hips' is connected to its parent, so the travel "
                                                  "is keyed on its ancestor bone 'root'.")
 
 
@@ -259,7 +259,7 @@ def test_travel_of_a_locked_hip_with_nothing_above_moves_the_armature_object() -
     obj.pose.bones["Hips"].lock_location = (True, True, True)
     motion = synthetic_motion()
     rest_hips = _world_heads(obj, {"pelvis": "Hips"}, START)["pelvis"]
-    channels = retarget_rig.retarget_to_rig(obj, motion)
+    channels = rig_transfer.transfer_to_rig(obj, motion)
     assert ("", "location") in channels and ("Hips", "location") not in channels
     bake.write_action(obj, "walk", channels, START)
     turn = np.array(world.to_3x3())
@@ -267,8 +267,8 @@ def test_travel_of_a_locked_hip_with_nothing_above_moves_the_armature_object() -
     for f in CHECK_FRAMES:
         hips = _world_heads(obj, {"pelvis": "Hips"}, START + f)["pelvis"]
         np.testing.assert_allclose(hips, rest_hips + turn @ (leg_length_ratio() * travel[:, f]), atol=1e-4)
-    assert "the armature object 'Rig'" in retarget_rig.travel_note_for(obj)
-    assert retarget_rig.travel_note_for(_build_armature("Free", dict(MIXAMO_BONES))) == ""
+    assert "the armature object 'Rig'" in rig_transfer.travel_note_for(obj)
+    assert rig_transfer.travel_note_for(_build_armature("Free", dict(MIXAMO_BONES))) == ""
 
 
 @pytest.mark.parametrize("layout", ["z_up_metres", "fbx_y_up_centimetres"])
@@ -280,12 +280,12 @@ def test_a_rig_with_meaningless_bone_names_is_mapped_by_shape(layout: str) -> No
         obj = _build_armature("Bones", bones)
     else:
         obj = _build_armature("Bones", bones, FBX_WORLD, Z_UP_TO_Y_UP, unit=0.01)
-    assert retarget_rig.mapping_of(obj).preset == "shape"
-    assert retarget_rig.mapping_of(obj).bones == bones
+    assert rig_transfer.mapping_of(obj).preset == "shape"
+    assert rig_transfer.mapping_of(obj).bones == bones
     motion = synthetic_motion()
     rest_hips = _world_heads(obj, {"pelvis": bones["pelvis"]}, START)["pelvis"]
     _retarget_and_bake(obj, motion)
     assert _max_direction_error(obj, bones, motion["joints"]) < 2.0
     _follows_travel(obj, bones["pelvis"], motion, rest_hips)
     with pytest.raises(RigMappingError, match="Mixamo"):  # a named preset that does not fit is not overruled
-        retarget_rig.mapping_of(obj, "mixamo")
+        rig_transfer.mapping_of(obj, "mixamo")

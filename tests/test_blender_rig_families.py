@@ -15,7 +15,7 @@ from backend.bvh import read_bvh  # noqa: E402
 from backend.motion import Motion  # noqa: E402
 from backend.retarget import default_skeleton, retarget  # noqa: E402
 from backend.retarget.bandai import bandai_to_smpl  # noqa: E402
-from motionlcm_blender import bake, retarget_rig  # noqa: E402
+from motionlcm_blender import bake, rig_transfer  # noqa: E402
 from retarget_data import extract_bandai  # noqa: E402
 from training.data.prepare import resample  # noqa: E402
 
@@ -247,7 +247,7 @@ def _check_bakes(obj, mapping, motions, where: tuple) -> None:
     src = motions["walk"]["joints"] @ HML_TO_BLENDER.T  # the SMPL character's motion, Blender axes
     src_leg = _leg({j: src[:, J[j]] for j in J})
     frames = range(1, len(src) + 1, 10)
-    bake.write_action(obj, "walk", retarget_rig.retarget_to_rig(obj, motions["walk"]), 1)
+    bake.write_action(obj, "walk", rig_transfer.transfer_to_rig(obj, motions["walk"]), 1)
     rig = _heads(obj, {j: mapping.bones[j] for j in ("pelvis", "left_hip", "left_knee", "left_ankle",
                                                      "right_ankle")}, frames)
     rig_leg = _leg(rig)
@@ -259,7 +259,7 @@ def _check_bakes(obj, mapping, motions, where: tuple) -> None:
         low = src_h <= np.percentile(src_h, 30)
         gap = np.abs((rig[side][:, 2] - rig[side][:, 2].min()) - (src_h - src_h.min()))[low]
         assert gap.max() <= 0.02, (where, side, gap.max())
-    bake.write_action(obj, "raise", retarget_rig.retarget_to_rig(obj, motions["raise"]), 1)
+    bake.write_action(obj, "raise", rig_transfer.transfer_to_rig(obj, motions["raise"]), 1)
     top = int(np.argmax(motions["raise"]["joints"][:, J["right_wrist"], 1])) + 1
     hand = _heads(obj, {"hand": mapping.bones["right_wrist"], "head": mapping.bones["head"]}, [top])
     assert hand["hand"][0, 2] > hand["head"][0, 2], where
@@ -272,7 +272,7 @@ def test_rig_families_map_and_bake_a_walk_and_a_raised_hand(motions, family, scr
         for facing in ("-Y", "+Y"):
             bpy.ops.wm.read_factory_settings(use_empty=True)
             obj, expected = _build(family, t_pose, facing, scrambled)
-            mapping = retarget_rig.mapping_of(obj)
+            mapping = rig_transfer.mapping_of(obj)
             assert mapping.preset == ("shape" if scrambled else PRESET_OF[family]), (t_pose, facing)
             assert all(mapping.bones.get(j) == b for j, b in expected.items()), (t_pose, facing, mapping.bones)
             _check_bakes(obj, mapping, motions, (family, t_pose, facing))
@@ -288,7 +288,7 @@ def test_a_generated_rigify_rig_bakes_on_its_fk_controls(motions):
         bpy.ops.object.armature_human_metarig_add()
         bpy.ops.pose.rigify_generate()
         rig = bpy.context.active_object
-        mapping = retarget_rig.mapping_of(rig)
+        mapping = rig_transfer.mapping_of(rig)
         assert mapping.preset == "rigify" and mapping.root_bone == "torso"
         _check_bakes(rig, mapping, motions, ("rigify",))
     finally:

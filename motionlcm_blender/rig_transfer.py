@@ -1,6 +1,9 @@
-"""Retarget one backend result variation onto a user's armature (Mixamo, Rigify, UE mannequin, SMPL names).
+"""Rig-to-rig transfer: one backend result (rotations on the SMPL body) onto a user's armature (any mapped rig).
 
-`retarget_to_rig` only reads the scene: it returns channels for bake.write_action, or raises
+"Retargeting" (backend/retarget) turns joint positions into rotations on the SMPL body; this module moves those
+rotations and the travel onto another skeleton, through the bone mapping (presets, shape, or the user's own).
+
+`transfer_to_rig` only reads the scene: it returns channels for bake.write_action, or raises
 RigMappingError / ValueError before anything is created, so a failure leaves the scene as it was.
 The math is in rig_solver (pure numpy); this module reads the rig's rest pose and constraints from bpy and
 turns solved quaternions into each bone's own rotation mode, so the user's rig settings stay untouched.
@@ -167,7 +170,7 @@ def _rotation_channel(rotation_mode: str, quats: np.ndarray) -> tuple[str, np.nd
     return "rotation_euler", np.array(eulers)
 
 
-def retarget_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], preset: str | None = "auto",
+def transfer_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], preset: str | None = "auto",
                     in_place: bool = False, rest_joints: Any = None, root_scale: float | None = None) -> Channels:
     """Channels {(bone, data_path): (T, k)} for bake.write_action that make the armature follow one variation.
 
@@ -211,7 +214,7 @@ def rig_target_matrix(armature_obj: bpy.types.Object, rest_joints: Any, preset: 
     """World -> target space (Blender axes, scene units) for control points of a generate request for this rig.
 
     curves.blender_to_humanml(curves.transform_points(world, matrix), unit_scale) gives the HumanML3D pelvis
-    position that retarget_to_rig (same rest_joints, preset, root_scale) puts on the world point; exact for the
+    position that transfer_to_rig (same rest_joints, preset, root_scale) puts on the world point; exact for the
     pelvis, approximate for joints whose lengths differ between the rig and SMPL. Raises RigMappingError.
     """
     if armature_obj is None or armature_obj.type != "ARMATURE":
@@ -231,6 +234,6 @@ def bake_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], name:
                 frame_step: float = 1.0, preset: str | None = "auto", in_place: bool = False,
                 props: Mapping[str, Any] | None = None, rest_joints: Any = None,
                 root_scale: float | None = None) -> bpy.types.Action:
-    """retarget_to_rig, then a new Action via bake.write_action (frame_step = scene fps / result fps)."""
-    channels = retarget_to_rig(armature_obj, result, preset, in_place, rest_joints, root_scale)
+    """transfer_to_rig, then a new Action via bake.write_action (frame_step = scene fps / result fps)."""
+    channels = transfer_to_rig(armature_obj, result, preset, in_place, rest_joints, root_scale)
     return bake.write_action(armature_obj, name, channels, start_frame, props, frame_step=frame_step)

@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import bake, character, curve_sources, curves, generation_request, mapping_store, session
+from . import bake, character, curve_sources, curves, mapping_store, request_builder, session
 
 NEW, SMPL, RIG = "NEW", "SMPL", "RIG"
 HISTORY_LIMIT = 50
@@ -39,13 +39,13 @@ def _target(context: bpy.types.Context) -> tuple[str, bpy.types.Object | None]:
         return NEW, None
     obj = settings.armature
     if obj is None or obj.type != "ARMATURE":
-        raise generation_request.RequestError("Pick the armature to animate, or choose New SMPL Character as target.")
+        raise request_builder.RequestError("Pick the armature to animate, or choose New SMPL Character as target.")
     if character.is_motionlcm_character(obj):
         return SMPL, obj
     # refuse an unmappable rig before the backend spends seconds on a motion that cannot be applied
-    from . import retarget_rig  # bpy-heavy: only for rig targets
+    from . import rig_transfer  # bpy-heavy: only for rig targets
 
-    retarget_rig.mapping_of(obj, settings.mapping)
+    rig_transfer.mapping_of(obj, settings.mapping)
     return RIG, obj
 
 
@@ -77,8 +77,8 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False) ->
     if character_only:
         return GenerationPlan(requests={"skeleton": {"type": "skeleton"}}, target=NEW, armature_name=None, **common)
     values = settings.generation_settings(scene_fps)
-    generation_request.validate_prompt(values.prompt, session.limits)
-    frames = generation_request.model_frames(values.seconds, session.limits)
+    request_builder.validate_prompt(values.prompt, session.limits)
+    frames = request_builder.model_frames(values.seconds, session.limits)
     kind, obj = _target(context)
     rest = character.rest_joints_of(obj) if kind == SMPL else None
     pelvis_height = float(rest[0, 1]) if rest is not None else curves.DEFAULT_PELVIS_HEIGHT_M
@@ -86,7 +86,7 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False) ->
     controls = [curve_sources.control_request(context, c.source, c.joint, c.mode, c.density, frames,
                                               settings.start_frame, to_target, pelvis_height)
                 for c in settings.controls]
-    requests = {"generate": generation_request.build_generate_request(values, controls, rest, session.limits)}
+    requests = {"generate": request_builder.build_generate_request(values, controls, rest, session.limits)}
     if kind == NEW:  # the skeleton reply's rest pose is the default target skeleton of `generate`
         requests = {"skeleton": {"type": "skeleton"}, **requests}
     history = {"prompt": requests["generate"]["prompt"], "seconds": values.seconds, "steps": values.steps,
@@ -109,12 +109,12 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
         name = bake.action_name(plan.history["prompt"], int(variation["seed"]))
         props = _action_props(result, variation, plan)
         if plan.target == RIG:
-            from . import retarget_rig
+            from . import rig_transfer
             # in_place was already applied by the backend (the request's in_place field)
-            action = retarget_rig.bake_to_rig(obj, variation, name, plan.start_frame,
+            action = rig_transfer.bake_to_rig(obj, variation, name, plan.start_frame,
                                               frame_step=plan.scene_fps / float(result["fps"]), preset=plan.mapping,
                                               props=props, rest_joints=result["rest_joints"])
-            note = retarget_rig.travel_note_for(obj, plan.mapping)
+            note = rig_transfer.travel_note_for(obj, plan.mapping)
             if note and note not in plan.notes:
                 plan.notes.append(note)
         else:
@@ -123,9 +123,9 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
         actions.append(action)
         _add_history(context, plan, int(variation["seed"]), action, obj)
     if plan.target == RIG and not mapping_store.stored_mapping(obj)[0]:  # a regenerate reuses the mapping used
-        from . import retarget_rig
+        from . import rig_transfer
 
-        used = retarget_rig.mapping_of(obj, plan.mapping)
+        used = rig_transfer.mapping_of(obj, plan.mapping)
         mapping_store.store_mapping(obj, used.bones, used.root_bone)
         if used.preset == "shape":  # shown for confirmation: the panel lists what the shape decided
             plan.notes.append(f"No preset knows the bone names of '{obj.name}': they were mapped by shape. Check "
@@ -147,7 +147,7 @@ def apply_generation(context: bpy.types.Context, plan: GenerationPlan,
     history_length = len(context.scene.motionlcm.history)
     obj = None if plan.target == NEW else bpy.data.objects.get(plan.armature_name or "")
     if plan.target != NEW and obj is None:
-        raise generation_request.RequestError(f"The target armature '{plan.armature_name}' was deleted "
+        raise request_builder.RequestError(f"The target armature '{plan.armature_name}' was deleted "
                                               "while the motion was generated.")
     snapshot = None if obj is None else bake.snapshot_animation(obj)
     created = None
