@@ -13,8 +13,8 @@
    found (PATH, usual install folders, or --blender); otherwise how to install the zip by hand.
 
 With --demo it then runs the main job on the shipped defaults (`motionlcm demo`: a prompt plus a 3 m pelvis
-circle -> ./motionlcm_demo/ with demo.npz, demo.bvh, demo.gif and, through Blender's Python module installed
-for it (bpy, Python 3.11 only), demo.blend with the character and its baked Action).
+circle -> ./motionlcm_demo/ with demo.npz, demo.bvh, demo.gif), then, through Blender's Python module installed
+for it (bpy, Python 3.11 only), `demo_blend.py` writes demo.blend with the character and its baked Action.
 
 Re-running is safe: an existing venv is reused, pip skips what is installed, the zip is rebuilt
 byte-identically for the same inputs and Blender replaces the installed extension.
@@ -187,6 +187,9 @@ def demo_steps(python: Path, out: Path) -> list[Step]:
         steps.append(Step(f"no bpy {BPY_VERSION} for this Python (it needs 3.11): the demo skips the .blend"))
     steps.append(Step(f"run the main job on the shipped defaults into {out}",
                       [str(python), "-m", "backend.cli", "demo", "--out", str(out)]))
+    if version == "True":
+        steps.append(Step(f"write {out / 'demo.blend'}: the character and its Action, by the add-on's own code",
+                          [str(python), str(REPO / "demo_blend.py"), str(out)]))
     return steps
 
 

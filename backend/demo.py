@@ -1,15 +1,15 @@
 """`motionlcm demo`: the product's main job on the shipped defaults, without opening Blender.
 
 A prompt plus a built-in pelvis trajectory (a circle 3 m across) -> generated motion (.npz), a BVH of the
-default character, a GIF preview, and, when Blender's Python module is importable, a .blend with the
-SMPL character (skinned mannequin) and the baked Action, made by the add-on's own code.
+default character, a GIF preview, and the scene for a .blend (`demo_scene.json`: the skeleton and generate
+replies as the add-on receives them), which `python demo_blend.py DIR` (beside install.py, run by
+`install.py --demo`) turns into a .blend with the SMPL character and the baked Action through the add-on's code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from .skeleton import FPS, MAX_FRAMES
 DEFAULT_PROMPT = "a person walks in a circle"
 CIRCLE_DIAMETER = 3.0  # metres
 BLEND_FPS = 30.0
+SCENE_FILE = "demo_scene.json"  # read by demo_blend.py beside install.py
 
 
 def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float = 0.95) -> np.ndarray:
@@ -33,6 +34,7 @@ def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float 
 def run_demo(args: argparse.Namespace) -> int:
     from .generate_command import report_fit
     from .handlers import result_fields, skeleton_fields
+    from .protocol import encode_array
     from .pipeline import MotionLCMPipeline
     from .preview import render_gif
     from .retarget import GENERATED_REFINE, default_skeleton, travel_scale, write_bvh
@@ -53,23 +55,16 @@ def run_demo(args: argparse.Namespace) -> int:
     report_fit(generation.fit_reports, generation.seeds)
     motion = generation.motions[0]
     motion.save_npz(out / "demo.npz")
-    skeleton = skeleton_fields(BodyModel(), encode=np.asarray)
     target = write_bvh(motion, out / "demo.bvh", fps=BLEND_FPS, foot_lock=True, root_scale=scale,
                        refine=GENERATED_REFINE)
     render_gif(target.fk(), out / "demo.gif", fps=BLEND_FPS, paths=[path], title=args.prompt)  # as delivered
-    written = ["demo.npz", "demo.bvh", "demo.gif"]
-    try:
-        import bpy  # noqa: F401  (optional: it pins numpy<2 and exists for Python 3.11 only)
-    except ImportError as exc:
-        print(f"no .blend: Blender's Python module is not importable here ({exc}); "
-              "`python install.py --demo` installs it", file=sys.stderr)
-    else:
-        from .demo_blend import write_blend
-
-        result = result_fields(generation.seeds, [target], generation.settings, generation.timings,
-                               encode=np.asarray)
-        write_blend(out / "demo.blend", skeleton, result, prompt=args.prompt, control_path=path)
-        written.append("demo.blend")
+    # What the .blend needs, in the protocol's own form: install.py's demo_blend.py builds the scene from it with
+    # the add-on (the backend does not import the add-on).
+    scene = {"prompt": args.prompt, "skeleton": skeleton_fields(BodyModel()), "control_path": encode_array(path),
+             "result": result_fields(generation.seeds, [target], generation.settings, generation.timings,
+                                     fit_reports=generation.fit_reports)}
+    (out / SCENE_FILE).write_text(json.dumps(scene), encoding="utf-8")
+    written = ["demo.npz", "demo.bvh", "demo.gif", SCENE_FILE]
     error = generation.fit_reports[0].final["pelvis"]  # the character's metres
     summary: dict[str, Any] = {
         "out": str(out), "files": written, "prompt": args.prompt, "seed": generation.seeds[0],

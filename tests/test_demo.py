@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from backend.models import MotionLCM
 from backend.models.config import ModelConfig
 from backend.motion import Motion
 from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+from conftest import REPO
 
 
 def test_pelvis_circle_is_a_closed_3m_lap_from_the_origin():
@@ -38,9 +40,16 @@ def test_demo_writes_npz_bvh_gif_and_blend(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli_main(["demo", "--checkpoint", str(checkpoint), "--out", str(out), "--seconds", "3",
                      "--device", "cpu"]) == 0
-    printed = capsys.readouterr().out  # Blender prints its own "Info: Saved as ..." line before the summary
+    printed = capsys.readouterr().out
     summary = json.loads(printed[printed.index("{"):])
-    assert summary["files"] == ["demo.npz", "demo.bvh", "demo.gif", "demo.blend"] and summary["frames"] == 60
+    assert summary["files"] == ["demo.npz", "demo.bvh", "demo.gif", "demo_scene.json"] and summary["frames"] == 60
+    # install.py's next step: the .blend, by the add-on's own code, from what the backend wrote.
+    sys.path.insert(0, str(REPO))
+    try:
+        import demo_blend
+    finally:
+        sys.path.remove(str(REPO))
+    assert demo_blend.main([str(out)]) == 0 and (out / "demo.blend").is_file()
 
     motion = Motion.load_npz(out / "demo.npz")
     assert motion.joints.shape == (60, 22, 3) and motion.meta["controlled"] is True

@@ -76,8 +76,9 @@ def test_demo_plan_installs_bpy_then_runs_the_demo(bare_path, tmp_path, monkeypa
     args = install.argparse.Namespace(venv=str(tmp_path / "venv"), device="cpu", blender=None,
                                       out=str(tmp_path / "dist"), checkpoint=None, torch_index=None, demo=True)
     steps = install.plan(args)
-    assert steps[-2].command[-1] == f"bpy=={install.BPY_VERSION}"
-    assert steps[-1].command[-5:] == ["-m", "backend.cli", "demo", "--out", str(tmp_path / "motionlcm_demo")]
+    assert steps[-3].command[-1] == f"bpy=={install.BPY_VERSION}"
+    assert steps[-2].command[-5:] == ["-m", "backend.cli", "demo", "--out", str(tmp_path / "motionlcm_demo")]
+    assert steps[-1].command[-2:] == [str(install.REPO / "demo_blend.py"), str(tmp_path / "motionlcm_demo")]
 
 
 def test_zip_carries_the_config_and_rebuilding_is_idempotent(tmp_path):

@@ -1,16 +1,23 @@
-"""Write the demo's .blend with Blender's Python module (bpy), through the add-on's own character and bake code,
-so the file is exactly what an animator gets from the Generate button. Importing this module needs bpy.
+"""The demo's .blend: `python demo_blend.py DEMO_DIR` turns the `demo_scene.json` that `motionlcm demo` wrote
+(the backend's skeleton and generate replies, in the protocol's own form) into DEMO_DIR/demo.blend with Blender's
+Python module (bpy), through the add-on's own character and bake code, so the file is exactly what an animator
+gets from the Generate button. It sits beside install.py, which runs it: the one place where the add-on and the
+backend's output meet outside the protocol (the backend never imports the add-on).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import bpy
 import numpy as np
 
-from motionlcm_blender import bake, character, curves
+from motionlcm_blender import bake, character, curves, wire
+
+SCENE_FILE = "demo_scene.json"
 
 
 def _control_curve(name: str, points_humanml: np.ndarray) -> bpy.types.Object:
@@ -55,3 +62,20 @@ def write_blend(path: Path, skeleton: dict[str, Any], result: dict[str, Any], pr
     path = Path(path).resolve()
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python demo_blend.py DEMO_DIR (the folder `motionlcm demo` wrote)", file=sys.stderr)
+        return 2
+    folder = Path(args[0])
+    scene = wire.decode_arrays(json.loads((folder / SCENE_FILE).read_text(encoding="utf-8")))
+    path = write_blend(folder / "demo.blend", scene["skeleton"], scene["result"], scene["prompt"],
+                       np.asarray(scene["control_path"], dtype=np.float64))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
