@@ -13,8 +13,9 @@
    found (PATH, usual install folders, or --blender); otherwise how to install the zip by hand.
 
 With --demo it then runs the main job on the shipped defaults (`motionlcm demo`: a prompt plus a 3 m pelvis
-circle -> ./motionlcm_demo/ with demo.npz, demo.bvh, demo.gif), then, through Blender's Python module installed
-for it (bpy, Python 3.11 only), `demo_blend.py` writes demo.blend with the character and its baked Action.
+circle -> ./motionlcm_demo/ with demo.npz, demo.bvh, demo.gif), then, with Blender's Python module (bpy, Python
+3.11 only) in a small environment of its own beside the backend's (VENV-blend: bpy pins numpy<2, the backend's
+mannequin-x wants numpy>=2), `demo_blend.py` writes demo.blend with the character and its baked Action.
 
 Re-running is safe: an existing venv is reused, pip skips what is installed, the zip is rebuilt
 byte-identically for the same inputs and Blender replaces the installed extension.
@@ -170,26 +171,31 @@ def plan(args: argparse.Namespace) -> list[Step]:
                           [blender, "--command", "extension", "install-file", "-r", "user_default", "--enable",
                            str(zip_path)]))
     if args.demo:
-        steps += demo_steps(python, Path.cwd() / "motionlcm_demo")
+        steps += demo_steps(python, Path.cwd() / "motionlcm_demo", venv.with_name(venv.name + "-blend"))
     return steps
 
 
-def demo_steps(python: Path, out: Path) -> list[Step]:
-    """Blender's Python module for the .blend (when the environment's Python can take it), then the demo."""
-    version = subprocess.run([str(python), "-c", "import sys; print(sys.version_info[:2] == (3, 11))"],
-                             capture_output=True, text=True).stdout.strip() if python.exists() else "True"
-    steps = []
-    if version == "True":
-        steps.append(Step(f"install Blender's Python module bpy {BPY_VERSION} for the demo's .blend "
-                          "(it pins numpy<2, which the backend runs with)",
-                          [str(python), "-m", "pip", "install", f"bpy=={BPY_VERSION}"]))
+def demo_steps(python: Path, out: Path, blend_venv: Path) -> list[Step]:
+    """The demo in the backend environment, then its .blend in a small environment of its own with Blender's
+    Python module: bpy pins numpy<2 while the backend's mannequin-x declares numpy>=2, so sharing one
+    environment made pip report a conflict; demo_blend.py needs only bpy and the add-on."""
+    steps = [Step(f"run the main job on the shipped defaults into {out}",
+                  [str(python), "-m", "backend.cli", "demo", "--out", str(out)])]
+    if sys.version_info[:2] != (3, 11):
+        steps.append(Step(f"no bpy {BPY_VERSION} for Python {sys.version_info[0]}.{sys.version_info[1]} (it needs "
+                          "3.11): the demo has no .blend; install the extension zip into Blender instead"))
+        return steps
+    blend_python = venv_python(blend_venv)
+    if blend_python.exists():
+        steps.append(Step(f"reuse the .blend writer's environment {blend_venv}"))
     else:
-        steps.append(Step(f"no bpy {BPY_VERSION} for this Python (it needs 3.11): the demo skips the .blend"))
-    steps.append(Step(f"run the main job on the shipped defaults into {out}",
-                      [str(python), "-m", "backend.cli", "demo", "--out", str(out)]))
-    if version == "True":
-        steps.append(Step(f"write {out / 'demo.blend'}: the character and its Action, by the add-on's own code",
-                          [str(python), str(REPO / "demo_blend.py"), str(out)]))
+        steps.append(Step(f"create the .blend writer's environment {blend_venv}",
+                          [sys.executable, "-m", "venv", str(blend_venv)]))
+    steps += [
+        Step(f"install Blender's Python module bpy {BPY_VERSION} there for the demo's .blend",
+             [str(blend_python), "-m", "pip", "install", "--quiet", f"bpy=={BPY_VERSION}"]),
+        Step(f"write {out / 'demo.blend'}: the character and its Action, by the add-on's own code",
+             [str(blend_python), str(REPO / "demo_blend.py"), str(out)])]
     return steps
 
 

@@ -71,14 +71,23 @@ def test_plan_without_gpu_or_blender_uses_cpu_torch_and_explains_the_manual_inst
     assert any(c[-2:] == ["--index-url", "https://example.invalid/cpu"] for c in (s.command for s in indexed) if c)
 
 
-def test_demo_plan_installs_bpy_then_runs_the_demo(bare_path, tmp_path, monkeypatch):
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="bpy wheels exist for Python 3.11 only")
+def test_demo_plan_runs_the_demo_then_writes_the_blend_in_an_environment_of_its_own(bare_path, tmp_path,
+                                                                                   monkeypatch):
+    """bpy (numpy<2) never enters the backend's environment (mannequin-x declares numpy>=2): no pip conflict."""
     monkeypatch.chdir(tmp_path)
     args = install.argparse.Namespace(venv=str(tmp_path / "venv"), device="cpu", blender=None,
                                       out=str(tmp_path / "dist"), checkpoint=None, torch_index=None, demo=True)
     steps = install.plan(args)
-    assert steps[-3].command[-1] == f"bpy=={install.BPY_VERSION}"
-    assert steps[-2].command[-5:] == ["-m", "backend.cli", "demo", "--out", str(tmp_path / "motionlcm_demo")]
-    assert steps[-1].command[-2:] == [str(install.REPO / "demo_blend.py"), str(tmp_path / "motionlcm_demo")]
+    backend_python, blend_python = install.venv_python(tmp_path / "venv"), install.venv_python(tmp_path / "venv-blend")
+    demo = next(i for i, s in enumerate(steps) if s.command and s.command[-4:-2] == ["backend.cli", "demo"])
+    assert steps[demo].command[0] == str(backend_python)
+    assert steps[demo + 1].command == [sys.executable, "-m", "venv", str(tmp_path / "venv-blend")]
+    assert steps[demo + 2].command[:4] == [str(blend_python), "-m", "pip", "install"]
+    assert steps[demo + 2].command[-1] == f"bpy=={install.BPY_VERSION}"
+    assert steps[demo + 3].command == [str(blend_python), str(install.REPO / "demo_blend.py"),
+                                       str(tmp_path / "motionlcm_demo")]
+    assert not any(s.command and "bpy" in " ".join(s.command) and s.command[0] == str(backend_python) for s in steps)
 
 
 def test_zip_carries_the_config_and_rebuilding_is_idempotent(tmp_path):
