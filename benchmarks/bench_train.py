@@ -26,7 +26,7 @@ from backend.models import MotionLCM  # noqa: E402
 from training.common import STAGES, TextEmbedder, control_spec, load_stage_config, model_config  # noqa: E402
 from training.data.dataset import HumanML3D, collate  # noqa: E402
 from training.data.synthetic import build_synthetic_dataset  # noqa: E402
-from training.engine import autocast  # noqa: E402
+from training.runtime import autocast  # noqa: E402
 
 OFFICIAL_BATCH_SIZES = {"vae": 128, "mld": 64, "lcm": 128, "controlnet": 128}
 

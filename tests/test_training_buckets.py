@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.engine import Context, ResumableSampler, TrainSettings, curriculum_order, train
+from training.batches import ResumableSampler, curriculum_order
+from training.engine import train
+from training.runtime import Context
+from training.settings import TrainSettings
 
 
 class _Clips(torch.utils.data.Dataset):

@@ -17,7 +17,7 @@ from backend.models import ModelConfig, MotionLCM
 
 from .data.augment import Augment
 from .data.dataset import ControlSpec, HumanML3D
-from .engine import TrainSettings
+from .settings import TrainSettings
 
 STAGES = ("vae", "mld", "lcm", "controlnet")
 PRESETS = ("tiny", "default", "official")

@@ -38,7 +38,8 @@ from backend.schedulers import LCMScheduler, guidance_scale_embedding
 from ..common import (Objective, TextEmbedder, augmentation, control_spec, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)
 from ..data.dataset import HumanML3D, collate
-from ..engine import TrainResult, barrier, setup, train
+from ..engine import TrainResult, train
+from ..runtime import barrier, setup
 
 
 def masked_control_loss(joints: torch.Tensor, target: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:

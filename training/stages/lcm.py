@@ -20,7 +20,8 @@ from backend.schedulers import LCMScheduler, guidance_scale_embedding
 from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)
 from ..data.dataset import HumanML3D
-from ..engine import TrainResult, barrier, setup, train
+from ..engine import TrainResult, train
+from ..runtime import barrier, setup
 
 
 class DDIMSolver:

@@ -17,7 +17,8 @@ from backend.models import MotionLCM
 from ..common import (Objective, augmentation, export, load_stage_config, model_config, stage_dir,
                       text_encoder_identity, train_settings)
 from ..data.dataset import HumanML3D
-from ..engine import TrainResult, barrier, setup, train
+from ..engine import TrainResult, train
+from ..runtime import barrier, setup
 
 
 def masked_smooth_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
