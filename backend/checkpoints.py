@@ -12,7 +12,6 @@ safetensors; nothing is unpickled. Every failure raises `CheckpointError` with a
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -23,11 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, InvalidRequest
-from .latent_tuning import OFFICIAL_CORRELATION_PENALTY, TuningSettings
+from .errors import CheckpointError
 from .models import MotionLCM
 from .models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
-from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS, LCMScheduler
+from .sampling_config import SamplingConfig
 
 FORMAT = "motionlcm-blender-checkpoint"
 FORMAT_VERSION = 1
@@ -57,18 +55,12 @@ class LoadedCheckpoint:
     checkpoint_id: str  # "<name>@<first 12 hex of the weights' sha256>"
     name: str
     source: str  # "official" or "motionlcm"
-    cfg_step_map: dict[int, float] = field(default_factory=lambda: dict(CFG_STEP_MAP))
-    lcm_timesteps: dict[int, tuple[int, ...]] = field(default_factory=lambda: dict(LCM_TIMESTEPS))
-    tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY  # latent tuning's correlation penalty for this model
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # guidance, timesteps, tuning penalty
     provenance: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
 
-    def lcm_scheduler(self) -> LCMScheduler:
-        """The consistency scheduler with this checkpoint's timesteps per step count (its `sampling` config)."""
-        return LCMScheduler(timesteps_step_map=self.lcm_timesteps)
 
-
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -213,7 +205,7 @@ def load_official_checkpoint(path: str | Path, device: str | torch.device = "cpu
         text_id = f"unknown-{cfg.text_dim}d"
     return LoadedCheckpoint(
         model=model.to(device).eval(), config=cfg, text_encoder_id=text_id, text_dim=cfg.text_dim,
-        checkpoint_id=f"{path.stem}@{_sha256(path)[:12]}", name=path.stem, source="official",
+        checkpoint_id=f"{path.stem}@{file_sha256(path)[:12]}", name=path.stem, source="official",
         provenance={"converted_from": path.name}, licence=OFFICIAL_LICENCE, **stats)
 
 
@@ -222,19 +214,16 @@ def load_official_checkpoint(path: str | Path, device: str | torch.device = "cpu
 def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str, text_dim: int,
                     mean: Any, std: Any, raw_mean: Any, raw_std: Any,
                     provenance: dict[str, Any] | None = None, licence: str | None = None,
-                    half: bool = False, cfg_step_map: dict[int, float] | None = None,
-                    lcm_timesteps: dict[int, tuple[int, ...]] | None = None,
-                    tuning_penalty: float = OFFICIAL_CORRELATION_PENALTY) -> Path:
+                    half: bool = False, sampling: SamplingConfig | None = None) -> Path:
     """Write `model` to the folder `path` (created if needed) as model.safetensors + config.json.
 
-    half: store network weights as float16 (normalisation tensors stay float32). cfg_step_map, lcm_timesteps:
-    the LCM guidance and timesteps per step count (default: the official ones). tuning_penalty: the latent
-    tuning correlation penalty recommended with this model (the pipeline's default for it). Returns the folder.
+    half: store network weights as float16 (normalisation tensors stay float32). sampling: the LCM guidance and
+    timesteps per step count and the latent tuning penalty recommended with this model (default: the official
+    values). Returns the folder.
     """
     from safetensors.torch import save_file
 
     cfg = model.config
-    tuning_penalty = _tuning_penalty(tuning_penalty, "save_checkpoint")
     if int(text_dim) != cfg.text_dim:
         raise CheckpointError(f"text_dim {text_dim} does not match the model's text projection ({cfg.text_dim})")
     stats = _norm_stats(cfg, dict(mean=mean, std=std, raw_mean=raw_mean, raw_std=raw_std), "save_checkpoint")
@@ -253,27 +242,13 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
         "format_version": FORMAT_VERSION,
         "architecture": cfg.to_dict(),
         "text_encoder": {"id": text_encoder_id, "dim": int(text_dim)},
-        "sampling": {
-            "lcm_timesteps": {str(k): [int(t) for t in v] for k, v in (lcm_timesteps or LCM_TIMESTEPS).items()},
-            "cfg_step_map": {str(k): float(v) for k, v in (cfg_step_map or CFG_STEP_MAP).items()},
-            "tuning_correlation_penalty": tuning_penalty,
-            "scheduler": {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-                          "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "timestep_scaling": 10.0},
-        },
+        "sampling": (sampling or SamplingConfig()).to_dict(),
         "weights_dtype": "float16" if half else "float32",
         "provenance": provenance or {},
         "licence": licence or DEFAULT_LICENCE,
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
-
-
-def _tuning_penalty(value: Any, where: str) -> float:
-    try:
-        TuningSettings(correlation_penalty=value).validate()  # the one rule for a penalty
-    except InvalidRequest:
-        raise CheckpointError(f"{where}: tuning_correlation_penalty must be a number >= 0, got {value!r}") from None
-    return float(value)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -305,12 +280,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         cfg = ModelConfig.from_dict(config["architecture"])
         text = config["text_encoder"]
         text_id, text_dim = str(text["id"]), int(text["dim"])
-        sampling = config.get("sampling", {})
-        cfg_step_map = {int(k): float(v) for k, v in sampling.get("cfg_step_map", CFG_STEP_MAP).items()}
-        timesteps = {int(k): tuple(int(t) for t in v) for k, v in sampling.get("lcm_timesteps", LCM_TIMESTEPS).items()}
-        tuning_penalty = _tuning_penalty(sampling.get("tuning_correlation_penalty", OFFICIAL_CORRELATION_PENALTY),
-                                         str(folder / CONFIG_FILE))
-    except (KeyError, TypeError, ValueError) as exc:
+        sampling = SamplingConfig.from_dict(config.get("sampling", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: invalid or incomplete entry ({exc})") from exc
     if text_dim != cfg.text_dim:
         raise CheckpointError(f"{folder}: text encoder dim {text_dim} differs from the architecture's {cfg.text_dim}")
@@ -329,9 +300,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model = _build_model(cfg, tensors, str(weights))
     return LoadedCheckpoint(
         model=model.to(device).eval(), config=cfg, text_encoder_id=text_id, text_dim=text_dim,
-        checkpoint_id=f"{folder.name}@{_sha256(weights)[:12]}", name=folder.name, source="motionlcm",
-        cfg_step_map=cfg_step_map, lcm_timesteps=timesteps, tuning_penalty=tuning_penalty,
-        provenance=dict(config.get("provenance") or {}), licence=str(config.get("licence", "")), **stats)
+        checkpoint_id=f"{folder.name}@{file_sha256(weights)[:12]}", name=folder.name, source="motionlcm",
+        sampling=sampling, provenance=dict(config.get("provenance") or {}), licence=str(config.get("licence", "")), **stats)
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu",
@@ -343,59 +313,3 @@ def load_any(path: str | Path, device: str | torch.device = "cpu",
     if path.is_file():
         return load_official_checkpoint(path, device, norm=norm)
     raise CheckpointError(f"checkpoint not found: {path} (expected an official .ckpt file or a checkpoint folder)")
-
-
-def _resave(loaded: LoadedCheckpoint, dst: str | Path, provenance: dict[str, Any], licence: str | None,
-            half: bool, tuning_penalty: float | None) -> Path:
-    """`loaded` written to `dst` with its statistics and sampling settings; `tuning_penalty` replaces its own."""
-    return save_checkpoint(dst, loaded.model, text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
-                           mean=loaded.mean, std=loaded.std, raw_mean=loaded.raw_mean, raw_std=loaded.raw_std,
-                           provenance=provenance, licence=licence, half=half, cfg_step_map=loaded.cfg_step_map,
-                           lcm_timesteps=loaded.lcm_timesteps,
-                           tuning_penalty=loaded.tuning_penalty if tuning_penalty is None else tuning_penalty)
-
-
-def convert_official(src: str | Path, dst: str | Path, half: bool = False,
-                     norm: dict[str, Any] | None = None, tuning_penalty: float | None = None) -> Path:
-    """Official `.ckpt` -> our folder format (same weights, explicit statistics, provenance and licence)."""
-    src = Path(src)
-    provenance = {"converted_from": src.name, "source_sha256": _sha256(src), "source_format": "official MotionLCM"}
-    return _resave(load_official_checkpoint(src, norm=norm), dst, provenance, OFFICIAL_LICENCE, half, tuning_penalty)
-
-
-def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
-                       tuning_penalty: float | None = None) -> Path:
-    """An official `.ckpt` or one of our folders -> our folder format, e.g. float16 for shipping. A folder keeps
-    its provenance, licence and sampling settings, and records which weights it was converted from.
-    tuning_penalty: the latent tuning correlation penalty to recommend with the model (default: a folder's own,
-    the official value for an official checkpoint)."""
-    src = Path(src)
-    if not src.is_dir():
-        return convert_official(src, dst, half=half, tuning_penalty=tuning_penalty)
-    if Path(dst).resolve() == src.resolve():
-        raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
-    loaded = load_checkpoint(src)
-    provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
-                  "source_sha256": _sha256(src / WEIGHTS_FILE)}
-    return _resave(loaded, dst, provenance, loaded.licence or None, half, tuning_penalty)
-
-
-def _run_convert(args: argparse.Namespace) -> int:
-    out = convert_checkpoint(args.checkpoint, args.out, half=args.half, tuning_penalty=args.tuning_penalty)
-    print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
-    return 0
-
-
-def add_parser(subparsers: Any) -> None:
-    """`motionlcm convert --checkpoint X.ckpt|DIR --out DIR [--half] [--tuning-penalty P]`."""
-    parser = subparsers.add_parser("convert", help="convert an official MotionLCM .ckpt (or re-save a checkpoint "
-                                                   "folder, e.g. as float16) into a checkpoint folder",
-                                   description=convert_checkpoint.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="official MotionLCM .ckpt file or checkpoint folder")
-    parser.add_argument("--out", required=True, help="output folder (model.safetensors + config.json)")
-    parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
-    parser.add_argument("--tuning-penalty", type=float, metavar="P",
-                        help="latent tuning correlation penalty recommended with this model, the pipeline's "
-                             f"default for it (folders keep theirs unless given; official: "
-                             f"{OFFICIAL_CORRELATION_PENALTY:g})")
-    parser.set_defaults(func=_run_convert)

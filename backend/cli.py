@@ -14,10 +14,10 @@ from .errors import MotionLCMError
 
 def _subcommand_modules():
     # Imported on use, not at module import: backend.cli must stay cheap to import.
-    from . import checkpoints, demo, generate_command, replay, server
+    from . import convert_command, demo, generate_command, replay, server
     from .retarget import command as retarget_command
 
-    return (generate_command, demo, replay, checkpoints, retarget_command, server)
+    return (generate_command, demo, replay, convert_command, retarget_command, server)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ class LatentSampler:
         """The LCM w of the checkpoint's sampling map for `steps` (DDIM: its CFG scale), unless given."""
         if guidance is not None:
             return float(guidance)
-        return self.checkpoint.cfg_step_map.get(steps) if self.is_lcm else DDIM_GUIDANCE
+        return self.checkpoint.sampling.cfg_step_map.get(steps) if self.is_lcm else DDIM_GUIDANCE
 
     def tune(self, z_T: torch.Tensor, text_emb: torch.Tensor, hint: torch.Tensor, hint_mask: torch.Tensor,
              lengths: Sequence[int], steps: int, guidance: float, noise: Sequence[torch.Tensor] | None,
@@ -42,13 +42,13 @@ class LatentSampler:
              callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """z_T after `iterations` of consistency latent tuning towards the controls in `hint` (penalty: the
         checkpoint's correlation penalty unless given)."""
-        settings = TuningSettings(iterations=iterations, correlation_penalty=self.checkpoint.tuning_penalty
+        settings = TuningSettings(iterations=iterations, correlation_penalty=self.checkpoint.sampling.tuning_penalty
                                   if penalty is None else penalty)
         return tune_latents(self.model, z_T, text_emb, hint=hint, hint_mask=hint_mask,
                             raw_mean=torch.from_numpy(self.checkpoint.raw_mean),
                             raw_std=torch.from_numpy(self.checkpoint.raw_std), lengths=list(lengths),
                             mean=self.mean, std=self.std, steps=steps, guidance=guidance,
-                            scheduler=self.checkpoint.lcm_scheduler(), noise=noise, settings=settings,
+                            scheduler=self.checkpoint.sampling.lcm_scheduler(), noise=noise, settings=settings,
                             callback=callback)
 
     def sample(self, text_emb: torch.Tensor, z_T: torch.Tensor, steps: int, guidance: float,
@@ -61,7 +61,8 @@ class LatentSampler:
             return sample_ddim(self.model, text_emb, z_T, uncond_emb=uncond_emb, hint=hint, hint_mask=hint_mask,
                                steps=steps, guidance=guidance)
         return sample_lcm(self.model, text_emb, z_T, hint=hint, hint_mask=hint_mask, steps=steps, guidance=guidance,
-                          noise=noise, generator=generator, record=record, scheduler=self.checkpoint.lcm_scheduler())
+                          noise=noise, generator=generator, record=record,
+                          scheduler=self.checkpoint.sampling.lcm_scheduler())
 
     def decode(self, z0: torch.Tensor, lengths: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised, denormalised) features of z_0; frames past each length are padding."""

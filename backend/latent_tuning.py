@@ -23,11 +23,11 @@ import torch
 from .errors import InvalidRequest
 from .features import denormalize, features_to_joints
 from .limits import MAX_TUNING
+from .sampling_config import OFFICIAL_CORRELATION_PENALTY, valid_penalty
 from .models import MotionLCM
 from .sampler import lengths_to_mask, sample_lcm
 from .schedulers import LCMScheduler
 
-OFFICIAL_CORRELATION_PENALTY = 100.0  # a checkpoint may recommend its own (LoadedCheckpoint.tuning_penalty)
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,7 @@ class TuningSettings:
                                  f"got {self.iterations!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise InvalidRequest(f"latent tuning learning rate must be positive, got {self.learning_rate!r}")
-        penalty = self.correlation_penalty
-        is_number = isinstance(penalty, (int, float)) and not isinstance(penalty, bool)
-        if not (is_number and math.isfinite(penalty) and penalty >= 0):
+        if not valid_penalty(self.correlation_penalty):
             raise InvalidRequest(f"latent tuning correlation penalty must be 0 or more, "
                                  f"got {self.correlation_penalty!r}")
 

@@ -110,9 +110,9 @@ class MotionLCMPipeline:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_FRAMES <= n <= MAX_FRAMES:
                 raise InvalidRequest(f"length {n!r} frames is outside the trained range {MIN_FRAMES}..{MAX_FRAMES} "
                                      f"frames ({MIN_FRAMES / FPS:g}..{MAX_FRAMES / FPS:g} s at {FPS:g} fps)")
-        if self.is_lcm and steps not in self.checkpoint.lcm_timesteps:
-            raise InvalidRequest(f"steps must be one of {sorted(self.checkpoint.lcm_timesteps)} for this LCM "
-                                 f"checkpoint, got {steps!r}")
+        allowed = self.checkpoint.sampling.lcm_timesteps
+        if self.is_lcm and steps not in allowed:
+            raise InvalidRequest(f"steps must be one of {sorted(allowed)} for this LCM checkpoint, got {steps!r}")
         if not self.is_lcm and (not isinstance(steps, int) or not 1 <= steps <= 1000):
             raise InvalidRequest(f"steps must be an integer in 1..1000 for DDIM sampling, got {steps!r}")
         if guidance is not None and not (np.isfinite(guidance) and guidance >= 1.0):
@@ -157,7 +157,7 @@ class MotionLCMPipeline:
         if control_scale != 1.0:
             controls = [scale_controls(c, 1.0 / control_scale) for c in controls]
         if tuning:
-            TuningSettings(iterations=tuning, correlation_penalty=self.checkpoint.tuning_penalty).validate()
+            TuningSettings(iterations=tuning, correlation_penalty=self.checkpoint.sampling.tuning_penalty).validate()
             if not self.is_lcm:
                 raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
             if not any(controls):
@@ -213,7 +213,7 @@ class MotionLCMPipeline:
         settings = {"steps": steps, "guidance": guidance, "seed": seed, "variations": variations,
                     "checkpoint": self.checkpoint.checkpoint_id, "text_encoder": self.text_encoder.id,
                     "sampler": "lcm" if self.is_lcm else "ddim", "controlled": hint is not None, "tuning": tuning,
-                    "tuning_penalty": self.checkpoint.tuning_penalty if tuning else None,
+                    "tuning_penalty": self.checkpoint.sampling.tuning_penalty if tuning else None,
                     "fit": bool(fit and hint is not None), "device": str(self.device)}
         return GenerationResult(joints=joints, features=feats, lengths=sample_lengths, prompts=sample_prompts,
                                 seeds=seeds, timings=timings, settings=settings, fit_reports=reports)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from backend.checkpoints import (CONFIG_FILE, WEIGHTS_FILE, add_parser, convert_checkpoint, convert_official,
-                                 infer_config, load_any, load_checkpoint, load_official_checkpoint, save_checkpoint)
+from backend.checkpoints import (CONFIG_FILE, WEIGHTS_FILE, infer_config, load_any, load_checkpoint,
+                                 load_official_checkpoint, save_checkpoint)
+from backend.convert_command import add_parser, convert_checkpoint, convert_official
 from backend.errors import CheckpointError
 from backend.models import MotionLCM, ModelConfig
 from backend.sampler import decode_latents, sample_lcm
+from backend.sampling_config import SamplingConfig
 
 NORM = dict(mean=np.linspace(-1, 1, 263, dtype=np.float32), std=np.linspace(0.5, 2, 263, dtype=np.float32),
             raw_mean=np.full((22, 3), 0.1, np.float32), raw_std=np.full((22, 3), 0.7, np.float32))
@@ -243,24 +245,25 @@ def test_convert_cli_halves_our_folder_and_keeps_its_provenance(tmp_path):
 
 def test_tuning_penalty_is_saved_kept_by_convert_and_official_when_absent(tmp_path, saved):
     folder, model = saved
-    assert load_checkpoint(folder).tuning_penalty == 100.0  # the official noise-optimiser value
+    assert load_checkpoint(folder).sampling.tuning_penalty == 100.0  # the official noise-optimiser value
     config = json.loads((folder / CONFIG_FILE).read_text())
     del config["sampling"]["tuning_correlation_penalty"]  # configs written before the setting existed
     (folder / CONFIG_FILE).write_text(json.dumps(config))
-    assert load_checkpoint(folder).tuning_penalty == 100.0
+    assert load_checkpoint(folder).sampling.tuning_penalty == 100.0
     own = save_checkpoint(tmp_path / "own", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
-                          tuning_penalty=10, **NORM)
-    assert load_checkpoint(own).tuning_penalty == 10.0
+                          sampling=SamplingConfig(tuning_penalty=10), **NORM)
+    assert load_checkpoint(own).sampling.tuning_penalty == 10.0
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     for extra, expected in (([], 10.0), (["--tuning-penalty", "3"], 3.0)):
         args = parser.parse_args(["convert", "--checkpoint", str(own), "--out", str(tmp_path / f"c{expected:g}"),
                                   *extra])
         assert args.func(args) == 0
-        assert load_checkpoint(tmp_path / f"c{expected:g}").tuning_penalty == expected
+        assert load_checkpoint(tmp_path / f"c{expected:g}").sampling.tuning_penalty == expected
+    with pytest.raises(ValueError, match="tuning_correlation_penalty must be a number >= 0"):
+        SamplingConfig(tuning_penalty=float("nan"))
     with pytest.raises(CheckpointError, match="tuning_correlation_penalty must be a number >= 0"):
-        save_checkpoint(tmp_path / "bad", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
-                        tuning_penalty=float("nan"), **NORM)
+        convert_checkpoint(own, tmp_path / "bad", tuning_penalty=-1.0)
 
 
 def test_sampling_map_is_saved_and_kept_by_convert(tmp_path, saved):
@@ -269,9 +272,11 @@ def test_sampling_map_is_saved_and_kept_by_convert(tmp_path, saved):
     _, model = saved
     cfg, timesteps = {1: 3.0, 2: 6.5}, {1: (599,), 2: (599, 199)}
     own = save_checkpoint(tmp_path / "own", model, text_encoder_id="all-MiniLM-L6-v2", text_dim=384,
-                          cfg_step_map=cfg, lcm_timesteps=timesteps, **NORM)
+                          sampling=SamplingConfig(cfg_step_map=cfg, lcm_timesteps=timesteps), **NORM)
     converted = load_checkpoint(convert_checkpoint(own, tmp_path / "converted", half=True))
-    assert (converted.cfg_step_map, converted.lcm_timesteps) == (cfg, timesteps)
+    assert (converted.sampling.cfg_step_map, converted.sampling.lcm_timesteps) == (cfg, timesteps)
+    config = json.loads((tmp_path / "converted" / CONFIG_FILE).read_text())
+    assert set(config["sampling"]) == {"lcm_timesteps", "cfg_step_map", "tuning_correlation_penalty"}  # all read
 
 
 def test_convert_fixture_reproduces_official_z0(tmp_path, fixtures_dir):

@@ -86,7 +86,8 @@ def test_the_pipeline_tunes_with_its_checkpoints_penalty(pipe, monkeypatch):
 
     monkeypatch.setattr(sampler_module, "tune_latents", spy)
     control = JointControl.dense("pelvis", np.zeros((40, 3), np.float32) + [0, 0.9, 0])
-    own = MotionLCMPipeline(dataclasses.replace(pipe.checkpoint, tuning_penalty=7.0), pipe.text_encoder, pipe.device)
+    sampling = dataclasses.replace(pipe.checkpoint.sampling, tuning_penalty=7.0)
+    own = MotionLCMPipeline(dataclasses.replace(pipe.checkpoint, sampling=sampling), pipe.text_encoder, pipe.device)
     for p in (pipe, own):
         p.generate(["a person walks"], [40], controls=[[control]], seed=0, tuning=2)
     assert [(s.iterations, s.correlation_penalty) for s in seen] == [(2, 100.0), (2, 7.0)]

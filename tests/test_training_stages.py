@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from backend.checkpoints import load_checkpoint
 from backend.controls import JointControl
 from backend.pipeline import MotionLCMPipeline
+from backend.sampling_config import SamplingConfig
 from training.common import STAGES, load_stage_config
 from training.evaluation.evaluate import EvalSettings, evaluate
 from training_helpers import losses, synthetic_root, tiny_run
@@ -144,7 +145,7 @@ def test_report_with_tuning_card_speed_vocabulary_and_previews(run, tmp_path, tm
 
 
 def test_tuning_rows_default_to_the_checkpoints_own_penalty(run, tmp_path, tmp_path_factory):
-    from backend.checkpoints import convert_checkpoint
+    from backend.convert_command import convert_checkpoint
     from backend.text_encoders import load_text_encoder
     from training.evaluation.evaluate import control
 
@@ -209,7 +210,7 @@ def test_evaluation_samples_with_the_checkpoints_own_guidance_and_timesteps(run,
     from training.evaluation.evaluate import generate
 
     ckpt = load_checkpoint(run / "controlnet" / "checkpoint")
-    ckpt.cfg_step_map, ckpt.lcm_timesteps = {1: 3.0}, {1: (599,)}
+    ckpt.sampling = SamplingConfig(cfg_step_map={1: 3.0}, lcm_timesteps={1: (599,)})
     encoder = load_text_encoder(ckpt.text_encoder_id)
     dataset = HumanML3D(synthetic_root(tmp_path_factory), "train", mean=ckpt.mean, std=ckpt.std)
     batch = collate([dataset[0], dataset[1]])

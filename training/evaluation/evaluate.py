@@ -210,7 +210,7 @@ def control(ckpt, encoder, root: Path, settings: EvalSettings) -> list[dict]:
     if settings.tuning:
         cases += [(joint, density, settings.tuning, penalty) for joint in settings.tuning_joints
                   for density in settings.tuning_densities
-                  for penalty in settings.tuning_penalties or (ckpt.tuning_penalty,)]
+                  for penalty in settings.tuning_penalties or (ckpt.sampling.tuning_penalty,)]
     for joint, density, tuning, penalty in cases:
         spec = ControlSpec(joints=(CONTROL_JOINTS[joint],), density=density, all_joints=True)
         dataset = HumanML3D(root, settings.split, mean=ckpt.mean, std=ckpt.std, control=spec,
