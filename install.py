@@ -154,7 +154,8 @@ def plan(args: argparse.Namespace) -> list[Step]:
              f"{', an NVIDIA GPU was found' if build == 'cuda' and args.device == 'auto' else ''})",
              pip + torch_install_args(args.torch_index)),
         Step("install the backend (editable) with its embedded defaults", pip + ["-e", str(REPO)]),
-        Step("check that the backend imports", [str(python), "-c", "import backend.server, backend.pipeline"]),
+        Step("check that the backend imports",
+             [str(python), "-c", "import backend.serving.server, backend.generation.pipeline"]),
     ]
     checkpoint = str(Path(args.checkpoint).expanduser().resolve()) if args.checkpoint else None
     config = backend_config(python, build, checkpoint)

@@ -1,6 +1,6 @@
 """MotionLCM engine: text and trajectory to HumanML3D motion, and motion to animatable skeletons.
 
-The add-on (``motionlcm_blender``) never imports this package; it talks to ``backend.server``.
+The add-on (``motionlcm_blender``) never imports this package; it talks to ``backend.serving.server``.
 """
 
 import os

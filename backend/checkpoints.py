@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError
-from .models import MotionLCM
-from .models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
-from .sampling_config import SamplingConfig
+from backend.errors import CheckpointError
+from backend.models import MotionLCM
+from backend.models.config import DenoiserConfig, ModelConfig, TrajEncoderConfig, VAEConfig
+from backend.generation.sampling_config import SamplingConfig
 
 FORMAT = "motionlcm-blender-checkpoint"
 FORMAT_VERSION = 1
@@ -181,7 +181,7 @@ def _read_official_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _default_norm() -> dict[str, np.ndarray]:
-    from .norm_stats import humanml3d_mean_std, spatial_mean_std
+    from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std
 
     (mean, std), (raw_mean, raw_std) = humanml3d_mean_std(), spatial_mean_std()
     return dict(mean=mean, std=std, raw_mean=raw_mean, raw_std=raw_std)
@@ -193,7 +193,7 @@ def load_official_checkpoint(path: str | Path, device: str | torch.device = "cpu
 
     The architecture is inferred from the tensors (cond_proj -> LCM w-conditioning, emb_proj -> text_dim,
     controlnet.* -> ControlNet). Official models use sentence-t5-large (768-d) text embeddings. `norm` (keys
-    mean, std, raw_mean, raw_std) overrides the HumanML3D statistics shipped in `backend.norm_stats`.
+    mean, std, raw_mean, raw_std) overrides the HumanML3D statistics shipped in `backend.motion.norm_stats`.
     """
     path = Path(path)
     state = _read_official_state(path)

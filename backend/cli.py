@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import MotionLCMError
+from backend.errors import MotionLCMError
 
 
 def _subcommand_modules():
     # Imported on use, not at module import: backend.cli must stay cheap to import.
-    from . import convert_command, demo, generate_command, replay, server
-    from .retarget import command as retarget_command
+    from backend.commands import convert, demo, generate, replay, retarget
+    from backend.serving import server
 
-    return (generate_command, demo, replay, convert_command, retarget_command, server)
+    return (generate, demo, replay, convert, retarget, server)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .skeleton import MAX_FRAMES, MIN_FRAMES
+from backend.motion.skeleton import MAX_FRAMES, MIN_FRAMES
 
 MAX_PROMPT_CHARS = 1000
 STEPS = (1, 2, 4)  # LCM steps (the official timestep lists)

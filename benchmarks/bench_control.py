@@ -26,12 +26,12 @@ import backend  # noqa: E402,F401  (before torch, see backend/__init__.py)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend.controls import JointControl  # noqa: E402
+from backend.generation.controls import JointControl  # noqa: E402
 from backend.motion import Motion  # noqa: E402
-from backend.pipeline import MotionLCMPipeline  # noqa: E402
+from backend.generation.pipeline import MotionLCMPipeline  # noqa: E402
 from backend.retarget import GENERATED_REFINE, retarget  # noqa: E402
 from backend.retarget.feet import skating_ratio  # noqa: E402
-from backend.skeleton import MIN_FRAMES  # noqa: E402
+from backend.motion.skeleton import MIN_FRAMES  # noqa: E402
 from training.evaluation.control_paths import built_paths, held_out_paths  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -46,12 +46,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backend.checkpoints import save_checkpoint  # noqa: E402
-from backend.controls import JointControl  # noqa: E402
+from backend.generation.controls import JointControl  # noqa: E402
 from backend.models import MotionLCM  # noqa: E402
 from backend.models.config import ModelConfig  # noqa: E402
-from backend.norm_stats import humanml3d_mean_std, spatial_mean_std  # noqa: E402
-from backend.pipeline import MotionLCMPipeline  # noqa: E402
-from backend.text_encoders import DEFAULT_ENCODER_DIM, DEFAULT_ENCODER_ID  # noqa: E402
+from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std  # noqa: E402
+from backend.generation.pipeline import MotionLCMPipeline  # noqa: E402
+from backend.generation.text_encoders import DEFAULT_ENCODER_DIM, DEFAULT_ENCODER_ID  # noqa: E402
 
 FRAMES = 196
 BATCH = 32

@@ -24,7 +24,7 @@ import backend  # noqa: E402,F401  (before torch: it sets the OpenMP wait policy
 import torch  # noqa: E402
 
 from backend.models import MotionLCM, ModelConfig  # noqa: E402
-from backend.sampler import decode_latents, sample_lcm  # noqa: E402
+from backend.generation.sampler import decode_latents, sample_lcm  # noqa: E402
 
 
 def main() -> None:

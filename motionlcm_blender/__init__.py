@@ -1,6 +1,6 @@
 """MotionLCM for Blender: text and trajectories to animation (Blender 4.2 to 5.x extension).
 
-The add-on never imports torch or the backend package: it starts `python -m backend.server` (client.py)
+The add-on never imports torch or the backend package: it starts `python -m backend.serving.server` (client.py)
 and talks the protocol of docs/protocol.md. Modules that touch `bpy` are imported in register(), so the
 pure ones (curves, pose_math, request_builder, wire, client, backend_job) import without Blender.
 """

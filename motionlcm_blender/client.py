@@ -1,6 +1,6 @@
 """BackendClient: the add-on's side of docs/protocol.md. No bpy, no torch; safe to call from the main thread.
 
-The backend runs as a child process, `<python> -m backend.server --stdio ...`, where `<python>` is
+The backend runs as a child process, `<python> -m backend.serving.server --stdio ...`, where `<python>` is
 the interpreter install.py prepared (its venv has the backend installed with `pip install -e`;
 `backend_root`, the repository folder, is also put on PYTHONPATH so a plain checkout works).
 A reader thread turns stdout lines into replies (arrays already decoded to numpy) on a queue that
@@ -175,7 +175,7 @@ class BackendClient:
             env["PYTHONPATH"] = str(self.backend_root)
         try:
             popen = subprocess.Popen(
-                [python, "-m", "backend.server", "--stdio", *self.server_args], stdin=subprocess.PIPE,
+                [python, "-m", "backend.serving.server", "--stdio", *self.server_args], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self.backend_root or None,
                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         except OSError as exc:

@@ -22,7 +22,7 @@ class MotionLCMPreferences(AddonPreferences):
         description="Interpreter with the MotionLCM backend installed (empty: the one install.py set up)")
     server_url: StringProperty(
         name="Server URL", description="Use a backend already running on this machine, e.g. "
-        "http://127.0.0.1:8765 (python -m backend.server --port 8765); empty: start one as a child process")
+        "http://127.0.0.1:8765 (python -m backend.serving.server --port 8765); empty: start one as a child process")
     server_token: StringProperty(name="Server Token", subtype="PASSWORD",
                                  description="Bearer token the server was started with (--token), if any")
     checkpoint_path: StringProperty(name="Checkpoint", subtype="FILE_PATH",

@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# The SMPL joint order of backend/skeleton.py, copied: the add-on cannot import the backend (a test keeps them equal).
+# The SMPL joint order of backend/motion/skeleton.py, copied: the add-on cannot import the backend
+# (a test keeps them equal).
 JOINT_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
     "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.skeleton import JOINT_NAMES, PARENTS, RAW_OFFSETS
+from backend.motion.skeleton import JOINT_NAMES, PARENTS, RAW_OFFSETS
 
 BONE_LENGTHS = np.array([0, .1, .1, .12, .38, .38, .14, .4, .4, .06, .13, .13,
                          .2, .08, .08, .12, .12, .12, .26, .26, .25, .25])

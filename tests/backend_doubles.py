@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from backend.controls import scale_controls
-from backend.fitting import fit_motion
+from backend.generation.controls import scale_controls
+from backend.generation.fitting import fit_motion
 from backend.motion import Motion
-from backend.pipeline import MotionLCMPipeline
+from backend.generation.pipeline import MotionLCMPipeline
 from backend.retarget.rest_pose import default_skeleton
-from backend.skeleton import FEATURE_DIM
+from backend.motion.skeleton import FEATURE_DIM
 
 
 def walking_joints(frames: int, speed: float = 1.0) -> np.ndarray:
@@ -99,7 +99,7 @@ def make_random_checkpoint(folder: Path, full_size: bool = False) -> Path:
     from backend.checkpoints import save_checkpoint
     from backend.models import MotionLCM
     from backend.models.config import ModelConfig
-    from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+    from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std
 
     torch.manual_seed(0)
     config = ModelConfig().with_text_dim(384) if full_size else ModelConfig.tiny(text_dim=384)

@@ -11,7 +11,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from backend.bvh import read_bvh  # noqa: E402
+from backend.motion.bvh import read_bvh  # noqa: E402
 from backend.motion import Motion  # noqa: E402
 from backend.retarget import default_skeleton, retarget  # noqa: E402
 from backend.retarget.bandai import bandai_to_smpl  # noqa: E402

@@ -17,7 +17,7 @@ import motionlcm_blender  # noqa: E402
 from addon_synthetic import drive, operator_shell  # noqa: E402
 from backend.motion import Motion  # noqa: E402
 from backend.retarget import Retargeted, RestSkeleton, default_skeleton, retarget  # noqa: E402
-from backend.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
+from backend.motion.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
 from conftest import REPO  # noqa: E402
 from motionlcm_blender import bake, character, client, curves, preferences, session  # noqa: E402
 from test_smpl_model import on_floor, write_synthetic_model  # noqa: E402

@@ -1,4 +1,4 @@
-"""backend.bvh: the general BVH reader (real Bandai-Namco mocap, analytic files) and the writer's round trip."""
+"""backend.motion.bvh: the general BVH reader (real Bandai-Namco mocap, analytic files) and the writer's round trip."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backend.bvh import format_bvh, parse_bvh, read_bvh
+from backend.motion.bvh import format_bvh, parse_bvh, read_bvh
 from backend.errors import InvalidRequest
-from backend.skeleton import JOINT_NAMES, PARENTS
+from backend.motion.skeleton import JOINT_NAMES, PARENTS
 from retarget_data import extract_bandai
 
 BANDAI_NODES = {"joint_Root", "Hips", "Spine", "Chest", "Neck", "Head", "Shoulder_L", "Shoulder_R", "UpperArm_L",

@@ -12,11 +12,11 @@ import torch
 
 from backend.checkpoints import (CONFIG_FILE, WEIGHTS_FILE, infer_config, load_any, load_checkpoint,
                                  load_official_checkpoint, save_checkpoint)
-from backend.convert_command import add_parser, convert_checkpoint, convert_official
+from backend.commands.convert import add_parser, convert_checkpoint, convert_official
 from backend.errors import CheckpointError
 from backend.models import MotionLCM, ModelConfig
-from backend.sampler import decode_latents, sample_lcm
-from backend.sampling_config import SamplingConfig
+from backend.generation.sampler import decode_latents, sample_lcm
+from backend.generation.sampling_config import SamplingConfig
 
 NORM = dict(mean=np.linspace(-1, 1, 263, dtype=np.float32), std=np.linspace(0.5, 2, 263, dtype=np.float32),
             raw_mean=np.full((22, 3), 0.1, np.float32), raw_std=np.full((22, 3), 0.7, np.float32))

@@ -1,5 +1,5 @@
 """The add-on's BackendClient against the real backend child process (no model needed here), the loopback
-HTTP mode, and the wire format shared with backend.protocol."""
+HTTP mode, and the wire format shared with backend.serving.protocol."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from backend import protocol
-from backend.http_transport import make_server
-from backend.server import Session
+from backend.serving import protocol
+from backend.serving.http_transport import make_server
+from backend.serving.server import Session
 from backend_doubles import FakePipeline
 from conftest import REPO
 from motionlcm_blender import wire

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from backend.controls import (
+from backend.generation.controls import (
     JointControl, build_hint, denormalize_hint, load_control_file, make_hint_mask, normalize_hint,
     parse_control_arg, validate_controls,
 )
 from backend.errors import InvalidRequest
-from backend.norm_stats import spatial_mean_std
+from backend.motion.norm_stats import spatial_mean_std
 
 
 def _controls_from_fixture(hint_denorm: np.ndarray, hint_mask: np.ndarray) -> list[JointControl]:

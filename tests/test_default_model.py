@@ -10,14 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from backend.controls import JointControl
-from backend.fitting import fit_motion
+from backend.generation.controls import JointControl
+from backend.generation.fitting import fit_motion
 from backend.motion import Motion
-from backend.demo import BLEND_FPS, CIRCLE_DIAMETER, pelvis_circle
-from backend.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
+from backend.commands.demo import BLEND_FPS, CIRCLE_DIAMETER, pelvis_circle
+from backend.generation.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
 from backend.retarget import retarget
 from backend.retarget.feet import skating_ratio
-from backend.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES, PARENTS
+from backend.motion.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES, PARENTS
 from training.evaluation import behaviour, metrics
 from training.evaluation.control_paths import built_paths, held_out_paths
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.checkpoints import save_checkpoint
 from backend.cli import main as cli_main
-from backend.demo import pelvis_circle
+from backend.commands.demo import pelvis_circle
 from backend.models import MotionLCM
 from backend.models.config import ModelConfig
 from backend.motion import Motion
-from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std
 from conftest import REPO
 
 
@@ -71,8 +71,8 @@ def test_demo_writes_npz_bvh_gif_and_blend(tmp_path, capsys):
 
 
 def test_demo_without_a_default_model_says_what_to_do(tmp_path, monkeypatch, capsys):
-    import backend.pipeline
+    import backend.generation.pipeline
 
-    monkeypatch.setattr(backend.pipeline, "DEFAULT_CHECKPOINT", tmp_path / "none")
+    monkeypatch.setattr(backend.generation.pipeline, "DEFAULT_CHECKPOINT", tmp_path / "none")
     assert cli_main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert "no default checkpoint is installed" in capsys.readouterr().err

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from backend.errors import InvalidRequest
-from backend.features import (
+from backend.motion.features import (
     CONTACT_SLICE, FEATURE_BLOCKS, RIC_SLICE, ROOT_SLICE, ROT6D_SLICE, VELOCITY_SLICE, denormalize,
     features_to_joints, joints_to_features, normalize, recover_root,
 )
-from backend.humanml3d_skeleton import (
+from backend.motion.humanml3d_skeleton import (
     TARGET_BONE_LENGTHS, TARGET_OFFSETS, canonicalize, contact_labels, uniform_skeleton,
 )
-from backend.rotations import quat_about_y, quat_inv, quat_rotate
-from backend.skeleton import FEATURE_DIM, FPS, PARENTS, RAW_OFFSETS
+from backend.motion.rotations import quat_about_y, quat_inv, quat_rotate
+from backend.motion.skeleton import FEATURE_DIM, FPS, PARENTS, RAW_OFFSETS
 
 CLIPS = {  # new_joints (T, 22, 3) = official recover_from_ric of new_joint_vecs (T, 263)
     "012314": ("HumanML3D/new_joints/012314.npy", "HumanML3D/new_joint_vecs/012314.npy"),

@@ -1,17 +1,18 @@
-"""Control fitting (backend.fitting) on real HumanML3D clips and analytic paths, without a model: exact controls,
-poses kept, heading that follows the path, features that still describe the motion, and honest warnings."""
+"""Control fitting (backend.generation.fitting) on real HumanML3D clips and analytic paths, without a model:
+exact controls, poses kept, heading that follows the path, features that still describe the motion, and honest
+warnings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend.controls import JointControl
-from backend.features import features_to_joints
-from backend.fitting import (
+from backend.generation.controls import JointControl
+from backend.motion.features import features_to_joints
+from backend.generation.fitting import (
     PELVIS_HEIGHT_RANGE, _facing_angles, _yaw, control_errors, fit_motion, heading_change, refit_features,
 )
-from backend.skeleton import FPS, JOINT_INDEX, PARENTS
+from backend.motion.skeleton import FPS, JOINT_INDEX, PARENTS
 
 CLIP = ("HumanML3D/new_joints/012314.npy", "HumanML3D/new_joint_vecs/012314.npy")  # a real 8.5 s walk, 5.5 m
 

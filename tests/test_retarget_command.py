@@ -7,11 +7,11 @@ import argparse
 import numpy as np
 import pytest
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.errors import InvalidRequest
 from backend.motion import Motion
-from backend.retarget import command
-from backend.skeleton import JOINT_NAMES
+from backend.commands import retarget as command
+from backend.motion.skeleton import JOINT_NAMES
 from retarget_data import HUMANML3D_000000, humanml3d_joints
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.errors import InvalidRequest
-from backend.features import CONTACT_SLICE
+from backend.motion.features import CONTACT_SLICE
 from backend.motion import Motion
 from backend.retarget import default_skeleton, fitted_skeleton, retarget
 from backend.retarget.bandai import bandai_to_smpl
 from backend.retarget.feet import (FOOT_JOINTS, detect_contacts, predicted_contacts, skating_ratio, trim_contacts,
                                    two_bone_ik)
-from backend.skeleton import FEATURE_DIM
+from backend.motion.skeleton import FEATURE_DIM
 from retarget_data import extract_bandai
 
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.errors import InvalidRequest
 from backend.motion import Motion
 from backend.retarget import GENERATED_REFINE, default_skeleton, fitted_skeleton, retarget, skeleton_from_model
 from backend.retarget.bandai import bandai_to_smpl
 from backend.retarget.ik import _best_fit, solve
 from backend.retarget.kinematics import forward_kinematics, match_bone_lengths, root_scale
-from backend.rotations import quat_inv, quat_mul
-from backend.skeleton import JOINT_INDEX as J
-from backend.skeleton import PARENTS
+from backend.motion.rotations import quat_inv, quat_mul
+from backend.motion.skeleton import JOINT_INDEX as J
+from backend.motion.skeleton import PARENTS
 from retarget_data import HUMANML3D_000000, HUMANML3D_012314, extract_bandai, humanml3d_joints
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backend.bvh import read_bvh
+from backend.motion.bvh import read_bvh
 from backend.motion import Motion
 from backend.retarget import default_skeleton, fitted_skeleton, retarget
 from backend.retarget.bandai import bandai_to_smpl

@@ -250,7 +250,7 @@ def test_solver_keeps_unmapped_intermediate_bones_rigid_on_a_ue5_rig() -> None:
 
 
 def test_the_add_on_joint_order_is_the_backend_one():
-    from backend.skeleton import JOINT_NAMES as BACKEND_JOINT_NAMES
+    from backend.motion.skeleton import JOINT_NAMES as BACKEND_JOINT_NAMES
     from motionlcm_blender.rig_mapping import JOINT_NAMES
 
     assert JOINT_NAMES == BACKEND_JOINT_NAMES

@@ -1,4 +1,4 @@
-"""backend.rotations against scipy's independent implementation, on numpy and torch."""
+"""backend.motion.rotations against scipy's independent implementation, on numpy and torch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from backend.rotations import (
+from backend.motion.rotations import (
     matrix_to_6d, matrix_to_quat, quat_about_y, quat_between, quat_continuous, quat_inv, quat_mul,
     quat_normalize, quat_rotate, quat_to_6d, quat_to_matrix, sixd_to_matrix, sixd_to_quat,
 )

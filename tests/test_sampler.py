@@ -7,8 +7,8 @@ import torch
 
 from backend.errors import InvalidRequest
 from backend.models import MotionLCM, ModelConfig
-from backend.sampler import decode_latents, lengths_to_mask, sample_ddim, sample_lcm
-from backend.schedulers import DDIMScheduler, LCMScheduler, lcm_guidance_embedding
+from backend.generation.sampler import decode_latents, lengths_to_mask, sample_ddim, sample_lcm
+from backend.generation.schedulers import DDIMScheduler, LCMScheduler, lcm_guidance_embedding
 
 
 def _model(**tiny_kwargs) -> MotionLCM:

@@ -10,7 +10,7 @@ import torch
 
 from backend.errors import InvalidRequest
 from backend.models.embeddings import timestep_sinusoids
-from backend.schedulers import (CFG_STEP_MAP, DDIMScheduler, LCMScheduler, guidance_scale_embedding,
+from backend.generation.schedulers import (CFG_STEP_MAP, DDIMScheduler, LCMScheduler, guidance_scale_embedding,
                                 lcm_guidance_embedding)
 
 

@@ -14,12 +14,12 @@ import threading
 import numpy as np
 import pytest
 
-from backend import protocol, server
+from backend.serving import protocol, server
 from backend.errors import CheckpointError, InvalidRequest
-from backend.fitting import PELVIS_HEIGHT_RANGE
-from backend.http_transport import BindRefused, check_bind, make_server
+from backend.generation.fitting import PELVIS_HEIGHT_RANGE
+from backend.serving.http_transport import BindRefused, check_bind, make_server
 from backend.retarget import default_skeleton, travel_scale
-from backend.server import Session
+from backend.serving.server import Session
 from backend_doubles import FakePipeline, Replies
 from conftest import REPO
 
@@ -247,7 +247,7 @@ def test_skeleton_reply_has_a_skinned_mesh_on_the_rest_skeleton(session_and_engi
 def test_stdio_child_survives_bad_input_and_exits_at_end_of_input():
     lines = [b"garbage", b'{"id": 1, "type": "dance"}', json.dumps(generate(2, frames=500)).encode(),
              b"", json.dumps(generate(3, prompt="  ")).encode(), b'{"id": 4, "type": "ping"}']
-    done = subprocess.run([sys.executable, "-m", "backend.server", "--stdio", "--device", "cpu"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "backend.serving.server", "--stdio", "--device", "cpu"], cwd=REPO,
                           input=b"\n".join(lines) + b"\n", capture_output=True, timeout=60)
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr.decode()
@@ -269,7 +269,7 @@ def test_an_oversized_line_is_refused_and_skipped(monkeypatch):
 ENGINE_THAT_PRINTS = """
 import sys
 sys.path.insert(0, "tests")
-from backend.server import main
+from backend.serving.server import main
 from backend_doubles import FakePipeline
 
 def factory():
@@ -309,7 +309,7 @@ def test_motionlcm_serve_subcommand_takes_the_server_options():
 
 
 def test_cli_refuses_a_public_bind_without_a_token():
-    done = subprocess.run([sys.executable, "-m", "backend.server", "--port", "0", "--host", "0.0.0.0"],
+    done = subprocess.run([sys.executable, "-m", "backend.serving.server", "--port", "0", "--host", "0.0.0.0"],
                           cwd=REPO, capture_output=True, timeout=60)
     assert done.returncode == 2 and b"not a loopback address" in done.stderr
 

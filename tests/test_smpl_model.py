@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import protocol, server
-from backend.body_mesh import model_body
+from backend.serving import protocol, server
+from backend.serving.body_mesh import model_body
 from backend.retarget.rest_pose import default_skeleton
 from backend.retarget.smpl_model import skeleton_from_model
-from backend.server import BodyModel, Session
-from backend.skeleton import PARENTS
+from backend.serving.server import BodyModel, Session
+from backend.motion.skeleton import PARENTS
 from backend_doubles import FakePipeline, Replies
 from conftest import REPO
 from motionlcm_blender.client import BackendClient
@@ -242,7 +242,7 @@ def test_server_options_and_the_child_process_serve_the_model(tmp_path):
     for bad in ("1,x", "nan"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--smpl-betas", bad])
-    done = subprocess.run([sys.executable, "-m", "backend.server", "--stdio", "--smpl-dir", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "backend.serving.server", "--stdio", "--smpl-dir", str(tmp_path),
                            "--smpl-gender", "female"], cwd=REPO, capture_output=True, timeout=120,
                           input=json.dumps({"id": 1, "type": "skeleton"}).encode() + b"\n")
     reply = json.loads(done.stdout.splitlines()[-1])  # after the "queued" progress line

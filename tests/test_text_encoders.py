@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from backend.errors import InvalidRequest, TextEncoderMismatch
-from backend.text_encoders import (
+from backend.generation.text_encoders import (
     PromptCache, SentenceTransformerEncoder, T5MeanPoolEncoder, check_text_encoder, load_text_encoder,
 )
 
@@ -32,7 +32,7 @@ DEFAULT_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from backend.errors import TextEncoderMismatch
-    from backend.text_encoders import check_text_encoder, load_text_encoder
+    from backend.generation.text_encoders import check_text_encoder, load_text_encoder
     enc = load_text_encoder(None)
     prompts = ["a person walks forward", "a person walks forward", "a man jumps twice", ""]
     e = enc.encode(prompts)

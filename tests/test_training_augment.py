@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.features import (CONTACT_SLICE, RIC_SLICE, VELOCITY_SLICE, features_to_joints,
+from backend.motion.features import (CONTACT_SLICE, RIC_SLICE, VELOCITY_SLICE, features_to_joints,
                               joints_to_features)
-from backend.skeleton import JOINT_NAMES
+from backend.motion.skeleton import JOINT_NAMES
 from training.common import augmentation, load_stage_config
 from training.data.augment import MIRRORED_JOINTS, Augment, augment, mirror_caption, mirror_joints
 from training.data.captions import describe_trajectory

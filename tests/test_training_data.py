@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.features import features_to_joints
+from backend.motion.features import features_to_joints
 from backend.retarget.bandai import bandai_positions_to_smpl
-from backend.skeleton import CONTROL_JOINTS, JOINT_NAMES, MAX_FRAMES, MIN_FRAMES
+from backend.motion.skeleton import CONTROL_JOINTS, JOINT_NAMES, MAX_FRAMES, MIN_FRAMES
 from training.data.captions import captions_from_labels, describe_trajectory
 from training.data.dataset import ControlSpec, HumanML3D, collate
 from training.data.mapping import BANDAI, load_mapping, mapping_from_dict
@@ -113,7 +113,7 @@ def test_collate_pads_and_masks(root):
 
 
 def test_trajectory_words_follow_the_measured_root_path():
-    from backend.features import joints_to_features
+    from backend.motion.features import joints_to_features
 
     def canonical(joints):
         return features_to_joints(joints_to_features(joints.astype(np.float32)))

@@ -125,9 +125,9 @@ def test_foot_locked_skating_follows_the_contacts_the_features_predict():
     """The report's delivered skating ratio: a figure standing on the floor whose whole body sways sideways at
     1.2 m/s skates in almost every frame; delivered with Foot Lock it skates only where its features say that
     the feet are not planted."""
-    from backend.features import CONTACT_SLICE
+    from backend.motion.features import CONTACT_SLICE
     from backend.retarget import default_skeleton
-    from backend.skeleton import FEATURE_DIM
+    from backend.motion.skeleton import FEATURE_DIM
 
     rest = default_skeleton().joints.astype(np.float64)
     frames = 60

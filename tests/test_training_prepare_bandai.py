@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.bvh import read_bvh
-from backend.features import features_to_joints
-from backend.humanml3d_skeleton import canonicalize, uniform_skeleton
+from backend.motion.bvh import read_bvh
+from backend.motion.features import features_to_joints
+from backend.motion.humanml3d_skeleton import canonicalize, uniform_skeleton
 from training.cli import data_main
 from training.data.captions import HELD_OUT_CONTENT_PHRASES
 from training.data.mapping import BANDAI

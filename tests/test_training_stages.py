@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from backend.checkpoints import load_checkpoint
-from backend.controls import JointControl
-from backend.pipeline import MotionLCMPipeline
-from backend.sampling_config import SamplingConfig
+from backend.generation.controls import JointControl
+from backend.generation.pipeline import MotionLCMPipeline
+from backend.generation.sampling_config import SamplingConfig
 from training.common import STAGES, load_stage_config
 from training.evaluation.evaluate import EvalSettings, evaluate
 from training_helpers import losses, synthetic_root, tiny_run
@@ -145,8 +145,8 @@ def test_report_with_tuning_card_speed_vocabulary_and_previews(run, tmp_path, tm
 
 
 def test_tuning_rows_default_to_the_checkpoints_own_penalty(run, tmp_path, tmp_path_factory):
-    from backend.convert_command import convert_checkpoint
-    from backend.text_encoders import load_text_encoder
+    from backend.commands.convert import convert_checkpoint
+    from backend.generation.text_encoders import load_text_encoder
     from training.evaluation.evaluate import control
 
     ckpt = load_checkpoint(convert_checkpoint(run / "controlnet" / "checkpoint", tmp_path / "own", tuning_penalty=7))
@@ -203,9 +203,9 @@ def test_the_tiny_controlnet_pretrains_its_trajectory_encoder_and_keeps_it_froze
 def test_evaluation_samples_with_the_checkpoints_own_guidance_and_timesteps(run, tmp_path_factory):
     """The report measures what the pipeline delivers: a checkpoint's sampling map (w and timesteps per step
     count) is used, not the library defaults."""
-    from backend.sampler import decode_latents, sample_lcm
-    from backend.schedulers import LCMScheduler
-    from backend.text_encoders import load_text_encoder
+    from backend.generation.sampler import decode_latents, sample_lcm
+    from backend.generation.schedulers import LCMScheduler
+    from backend.generation.text_encoders import load_text_encoder
     from training.data.dataset import HumanML3D, collate
     from training.evaluation.evaluate import generate
 

@@ -126,7 +126,7 @@ class TextEmbedder:
     """The frozen text encoder with a cache: a corpus has a few thousand distinct captions at most."""
 
     def __init__(self, spec: str | None, device: torch.device) -> None:
-        from backend.text_encoders import load_text_encoder
+        from backend.generation.text_encoders import load_text_encoder
 
         self.encoder = load_text_encoder(spec, device="cpu")
         self.device = device
@@ -192,14 +192,14 @@ def export(model: MotionLCM, out: str | Path, stage: str, cfg: dict, text: TextE
 def _spatial_stats(dataset: HumanML3D) -> tuple[np.ndarray, np.ndarray]:
     if getattr(dataset, "control", None) is not None:
         return dataset.raw_mean.astype(np.float32), dataset.raw_std.astype(np.float32)
-    from backend.norm_stats import spatial_mean_std
+    from backend.motion.norm_stats import spatial_mean_std
 
     return spatial_mean_std()
 
 
 def text_encoder_identity(spec: str | None) -> tuple[str, int]:
     """(id, dim) of the text encoder a stage records, without loading the default one."""
-    from backend.text_encoders import DEFAULT_ENCODER_DIM, DEFAULT_ENCODER_ID, load_text_encoder
+    from backend.generation.text_encoders import DEFAULT_ENCODER_DIM, DEFAULT_ENCODER_ID, load_text_encoder
 
     if spec in (None, DEFAULT_ENCODER_ID):
         return DEFAULT_ENCODER_ID, DEFAULT_ENCODER_DIM

@@ -1,7 +1,7 @@
 """MotionLCM networks (own implementation; state-dict keys match the official checkpoints).
 
 `MotionLCM(cfg)` holds `vae`, `denoiser`, and when `cfg.controlnet` also `controlnet` and `traj_encoder`.
-Sampling loops live in `backend.sampler`, noise schedules in `backend.schedulers`,
+Sampling loops live in `backend.generation.sampler`, noise schedules in `backend.generation.schedulers`,
 loading/saving in `backend.checkpoints`.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .config import DenoiserConfig, ModelConfig, StackConfig, TrajEncoderConfig, VAEConfig
-from .denoiser import ControlNet, Denoiser
-from .traj_encoder import TrajectoryEncoder, controlled_frames
-from .vae import MotionVAE
+from backend.models.config import DenoiserConfig, ModelConfig, StackConfig, TrajEncoderConfig, VAEConfig
+from backend.models.denoiser import ControlNet, Denoiser
+from backend.models.traj_encoder import TrajectoryEncoder, controlled_frames
+from backend.models.vae import MotionVAE
 
 
 class MotionLCM(nn.Module):

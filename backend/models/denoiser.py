@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
-from .embeddings import TimestepEmbedding, timestep_sinusoids
-from .transformer import EncoderLayer, LearnedPositions, SkipTransformer
+from backend.models.config import ModelConfig
+from backend.models.embeddings import TimestepEmbedding, timestep_sinusoids
+from backend.models.transformer import EncoderLayer, LearnedPositions, SkipTransformer
 
 
 class Denoiser(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
-from .transformer import EncoderLayer, LearnedPositions, SkipTransformer, attention_mask
+from backend.models.config import ModelConfig
+from backend.models.transformer import EncoderLayer, LearnedPositions, SkipTransformer, attention_mask
 
 
 def controlled_frames(hint_mask: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import StackConfig
-from .embeddings import timestep_sinusoids
+from backend.models.config import StackConfig
+from backend.models.embeddings import timestep_sinusoids
 
 
 def attention_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 from torch.distributions import Normal
 
-from .config import ModelConfig
-from .transformer import DecoderLayer, EncoderLayer, LearnedPositions, SkipTransformer, attention_mask
+from backend.models.config import ModelConfig
+from backend.models.transformer import DecoderLayer, EncoderLayer, LearnedPositions, SkipTransformer, attention_mask
 
 
 class MotionVAE(nn.Module):

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import bvh
-from ..humanml3d_skeleton import check_joints
-from ..errors import InvalidRequest
-from ..motion import Motion
-from . import feet, ik, kinematics
-from .kinematics import forward_kinematics, match_bone_lengths, travel_scale
-from .refine import refine as refine_rotations
-from .refine_modes import GENERATED_REFINE, REFINE_MODES
-from .resample import resample, source_positions
-from .ik import fitted_skeleton
-from .rest_pose import RestSkeleton, default_skeleton
-from .smpl_model import skeleton_from_model
+from backend.motion import bvh
+from backend.motion.humanml3d_skeleton import check_joints
+from backend.errors import InvalidRequest
+from backend.motion import Motion
+from backend.retarget import feet, ik, kinematics
+from backend.retarget.kinematics import forward_kinematics, match_bone_lengths, travel_scale
+from backend.retarget.refine import refine as refine_rotations
+from backend.retarget.refine_modes import GENERATED_REFINE, REFINE_MODES
+from backend.retarget.resample import resample, source_positions
+from backend.retarget.ik import fitted_skeleton
+from backend.retarget.rest_pose import RestSkeleton, default_skeleton
+from backend.retarget.smpl_model import skeleton_from_model
 
 __all__ = ["GENERATED_REFINE", "REFINE_MODES", "Retargeted", "RestSkeleton", "default_skeleton", "fitted_skeleton",
            "retarget", "skeleton_from_model", "travel_scale", "write_bvh"]

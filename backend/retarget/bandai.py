@@ -20,10 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..bvh import Bvh
-from ..skeleton import JOINT_INDEX as J
-from ..skeleton import JOINT_NAMES
-from .rest_pose import default_skeleton
+from backend.motion.bvh import Bvh
+from backend.motion.skeleton import JOINT_INDEX as J
+from backend.motion.skeleton import JOINT_NAMES
+from backend.retarget.rest_pose import default_skeleton
 
 BANDAI_TO_SMPL = {
     "left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R", "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from ..errors import InvalidRequest
-from ..features import CONTACT_SLICE
-from ..skeleton import FEATURE_DIM, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
+from backend.errors import InvalidRequest
+from backend.motion.features import CONTACT_SLICE
+from backend.motion.skeleton import FEATURE_DIM, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
 
 FOOT_JOINTS = (LEFT_FOOT_JOINTS[1], RIGHT_FOOT_JOINTS[1])  # SMPL left_foot, right_foot (balls of the feet)
 FEET_AND_ANKLES = (*LEFT_FOOT_JOINTS, *RIGHT_FOOT_JOINTS)

@@ -22,12 +22,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from ..errors import InvalidRequest
-from ..humanml3d_skeleton import check_joints
-from ..rotations import matrix_to_quat, quat_continuous
-from ..skeleton import JOINT_INDEX as J
-from ..skeleton import NUM_JOINTS, PARENTS
-from .rest_pose import RestSkeleton, default_skeleton, place_on_floor
+from backend.errors import InvalidRequest
+from backend.motion.humanml3d_skeleton import check_joints
+from backend.motion.rotations import matrix_to_quat, quat_continuous
+from backend.motion.skeleton import JOINT_INDEX as J
+from backend.motion.skeleton import NUM_JOINTS, PARENTS
+from backend.retarget.rest_pose import RestSkeleton, default_skeleton, place_on_floor
 
 _EPS = 1e-9
 # Bend directions of the distal bone when the limb flexes: elbows forward (+Z), knees backward (-Z).

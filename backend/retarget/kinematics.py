@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..rotations import Array, quat_mul, quat_rotate
-from ..skeleton import NUM_JOINTS, PARENTS
-from .rest_pose import RestSkeleton, leg_length
+from backend.motion.rotations import Array, quat_mul, quat_rotate
+from backend.motion.skeleton import NUM_JOINTS, PARENTS
+from backend.retarget.rest_pose import RestSkeleton, leg_length
 
 
 def forward_kinematics(root_translation: Array, local_quats: Array, offsets: Array,
@@ -29,7 +29,7 @@ def travel_scale(skeleton: RestSkeleton) -> float:
     """Ratio of `skeleton`'s leg length to the model's body (HumanML3D's target skeleton): how much farther the
     skeleton's root travels than a generated motion's, as `retarget` scales it. A control given in the skeleton's
     space is generated at 1/this and lands where it was asked once retargeted with `root_scale` = this."""
-    from ..humanml3d_skeleton import TARGET_OFFSETS  # the model's body
+    from backend.motion.humanml3d_skeleton import TARGET_OFFSETS  # the model's body
 
     rest = np.zeros((NUM_JOINTS, 3))
     for j in range(1, NUM_JOINTS):

@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InvalidRequest
-from ..rotations import matrix_to_quat, quat_to_matrix
-from .ik import continuous
-from ..skeleton import NUM_JOINTS, PARENTS
-from .rest_pose import RestSkeleton
+from backend.errors import InvalidRequest
+from backend.motion.rotations import matrix_to_quat, quat_to_matrix
+from backend.retarget.ik import continuous
+from backend.motion.skeleton import NUM_JOINTS, PARENTS
+from backend.retarget.rest_pose import RestSkeleton
 
 _SWEEPS = 3
 

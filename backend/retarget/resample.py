@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from ..errors import InvalidRequest
-from ..rotations import quat_inv, quat_mul
-from .ik import continuous
+from backend.errors import InvalidRequest
+from backend.motion.rotations import quat_inv, quat_mul
+from backend.retarget.ik import continuous
 
 
 def resampled_length(num_frames: int, fps: float, target_fps: float) -> int:

@@ -14,15 +14,15 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import InvalidRequest
-from ..skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
+from backend.errors import InvalidRequest
+from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
 
 NUM_BETAS = 10
 
 
 @dataclass(frozen=True)
 class RestSkeleton:
-    """Rest joint positions (22, 3) in HumanML3D space, SMPL order; names and parents from `backend.skeleton`."""
+    """Rest joint positions (22, 3) in HumanML3D space, SMPL order; names and parents from `backend.motion.skeleton`."""
 
     joints: np.ndarray
     names: tuple[str, ...] = JOINT_NAMES
@@ -31,7 +31,8 @@ class RestSkeleton:
     def __post_init__(self) -> None:
         joints = np.asarray(self.joints, dtype=np.float64)
         if tuple(self.parents) != PARENTS or len(self.names) != NUM_JOINTS:
-            raise InvalidRequest("a rest skeleton must have SMPL's 22-joint hierarchy (backend.skeleton.PARENTS)")
+            raise InvalidRequest(
+                "a rest skeleton must have SMPL's 22-joint hierarchy (backend.motion.skeleton.PARENTS)")
         if joints.shape != (NUM_JOINTS, 3) or not np.isfinite(joints).all():
             raise InvalidRequest(f"rest joints must be finite with shape ({NUM_JOINTS}, 3), got {joints.shape}")
         lengths = np.linalg.norm(joints[1:] - joints[list(self.parents[1:])], axis=-1)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidRequest
-from ..skeleton import NUM_JOINTS
-from .rest_pose import NUM_BETAS, RestSkeleton, place_on_floor
+from backend.errors import InvalidRequest
+from backend.motion.skeleton import NUM_JOINTS
+from backend.retarget.rest_pose import NUM_BETAS, RestSkeleton, place_on_floor
 
 
 class SmplModelError(InvalidRequest):

@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from backend.features import TARGET_OFFSETS, features_to_joints, joints_to_features
-from backend.skeleton import JOINT_INDEX, JOINT_NAMES, MAX_FRAMES, MIN_FRAMES
+from backend.motion.features import TARGET_OFFSETS, features_to_joints, joints_to_features
+from backend.motion.skeleton import JOINT_INDEX, JOINT_NAMES, MAX_FRAMES, MIN_FRAMES
 
 # Each joint's mirror image: left_* <-> right_*, the spine onto itself.
 MIRRORED_JOINTS: tuple[int, ...] = tuple(

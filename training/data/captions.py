@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from backend.skeleton import FPS
+from backend.motion.skeleton import FPS
 
 SUBJECTS = ("a person", "someone", "a man", "a woman", "the person", "a figure")
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from backend.features import features_to_joints
-from backend.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES, NUM_JOINTS
+from backend.motion.features import features_to_joints
+from backend.motion.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES, NUM_JOINTS
 
 from .augment import Augment, augment
 from .text_format import read_caption_file
@@ -74,7 +74,7 @@ class HumanML3D(Dataset):
         self.control, self.seed, self.epoch = control, seed, 0
         if control is not None:
             if raw_mean is None or raw_std is None:
-                from backend.norm_stats import spatial_mean_std
+                from backend.motion.norm_stats import spatial_mean_std
 
                 raw_mean, raw_std = spatial_mean_std()
             self.raw_mean, self.raw_std = np.asarray(raw_mean), np.asarray(raw_std)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.retarget.bandai import BANDAI_TO_SMPL, bandai_positions_to_smpl
-from backend.skeleton import JOINT_NAMES
+from backend.motion.skeleton import JOINT_NAMES
 
 JointSource = tuple[str, str, float]  # (from, to, fraction); a single joint is (name, name, 0.0)
 

@@ -8,7 +8,7 @@ Output layout (what `training.data.dataset.HumanML3D` reads):
     ROOT/{train,val,test,all}.txt split lists
     ROOT/report.json, ROOT/report.txt  every clip skipped and why
     ROOT/dataset.json             source, mapping, licence (copied into trained checkpoints' licence note)
-Every clip goes through the engine's own HumanML3D processing (`backend.features.joints_to_features`)
+Every clip goes through the engine's own HumanML3D processing (`backend.motion.features.joints_to_features`)
 after resampling to 20 fps and scaling to metres, so training sees exactly what inference decodes.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.features import features_to_joints, joints_to_features
-from backend.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
+from backend.motion.features import features_to_joints, joints_to_features
+from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 from .caption_sources import CaptionSource
 from .mapping import IDENTITY, JointMapping
@@ -60,7 +60,7 @@ def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.nda
 def load_source_joints(path: Path, mapping: JointMapping, npy_fps: float) -> np.ndarray:
     """(T, 22, 3) metres at 20 fps from a BVH file (through `mapping`) or a `.npy` joint array."""
     if path.suffix.lower() == ".bvh":
-        from backend.bvh import read_bvh
+        from backend.motion.bvh import read_bvh
 
         bvh = read_bvh(path)
         joints, fps = mapping.apply(bvh.names, bvh.global_positions()), bvh.fps

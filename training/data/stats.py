@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.skeleton import FEATURE_DIM, NUM_JOINTS
+from backend.motion.skeleton import FEATURE_DIM, NUM_JOINTS
 
 FOOT_CONTACT_BIAS = 5.0
 

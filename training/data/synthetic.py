@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.skeleton import FPS, NUM_JOINTS, PARENTS
+from backend.motion.skeleton import FPS, NUM_JOINTS, PARENTS
 
 # Rest pose offsets from each joint's parent (metres), arms hanging down, facing +Z.
 _REST_OFFSETS = np.array([

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.controls import JointControl
-from backend.demo import pelvis_circle
-from backend.pipeline import MotionLCMPipeline
-from backend.skeleton import CONTROL_JOINTS, FPS
+from backend.generation.controls import JointControl
+from backend.commands.demo import pelvis_circle
+from backend.generation.pipeline import MotionLCMPipeline
+from backend.motion.skeleton import CONTROL_JOINTS, FPS
 
 from . import metrics
 
@@ -68,7 +68,7 @@ def vocabulary_check(pipe: MotionLCMPipeline, prompts: tuple[str, ...] = VOCABUL
 def preview_sheet(pipe: MotionLCMPipeline, path: str | Path, prompts: tuple[str, ...] = PREVIEW_PROMPTS,
                   seed: int = 0, tuning: int = 0) -> Path:
     """A PNG page: one row per prompt (text only, 6 s), then the demo's pelvis circle (9.8 s)."""
-    from backend.preview import render_contact_sheet
+    from backend.commands.preview import render_contact_sheet
 
     rows = []
     for prompt in prompts:

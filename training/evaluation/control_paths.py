@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.features import features_to_joints, joints_to_features
-from backend.skeleton import FPS, MAX_FRAMES
+from backend.motion.features import features_to_joints, joints_to_features
+from backend.motion.skeleton import FPS, MAX_FRAMES
 
 DS1_ARCHIVE = Path("bandai_namco_ds1_eval") / "bandai_namco_dataset1_bvh_json.tar.xz"
 HELD_OUT_STYLES = ("proud", "childish", "giant")  # never trained on (dataset 1's SOURCE.md)

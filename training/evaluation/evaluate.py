@@ -24,9 +24,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from backend.features import denormalize, features_to_joints
-from backend.latent_sampler import LatentSampler
-from backend.skeleton import CONTROL_JOINTS
+from backend.motion.features import denormalize, features_to_joints
+from backend.generation.latent_sampler import LatentSampler
+from backend.motion.skeleton import CONTROL_JOINTS
 
 from ..data.dataset import ControlSpec, HumanML3D, collate
 from . import metrics
@@ -262,7 +262,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
     write with preview frames, linked from the report (relative to `report_dir`, the report's folder); with
     it come the speed (AITS at batch 1) and vocabulary sections, measured through the generation pipeline."""
     from backend.checkpoints import load_checkpoint
-    from backend.text_encoders import check_text_encoder, load_text_encoder
+    from backend.generation.text_encoders import check_text_encoder, load_text_encoder
 
     torch.manual_seed(settings.seed)
     ckpt = load_checkpoint(checkpoint)
@@ -299,7 +299,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, settings: EvalSettings, t
 
 
 def _pipeline_sections(ckpt, encoder, settings: EvalSettings, previews: Path, report_dir: Path) -> list[str]:
-    from backend.pipeline import MotionLCMPipeline
+    from backend.generation.pipeline import MotionLCMPipeline
 
     from . import behaviour
 

@@ -95,7 +95,7 @@ class RetrievalEvaluator:
     text_key = "text"  # which batch field `text_embeddings` takes
 
     def __init__(self, model: RetrievalModel, config: RetrievalConfig, mean: np.ndarray, std: np.ndarray) -> None:
-        from backend.text_encoders import load_text_encoder
+        from backend.generation.text_encoders import load_text_encoder
 
         self.model, self.config = model.eval(), config
         self.mean, self.std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
@@ -138,7 +138,7 @@ def train_retrieval_evaluator(data_root: str | Path, out_dir: str | Path, steps:
                               log: Callable[[str], None] | None = None) -> TrainResult:
     """Train on `split` of a HumanML3D-format root and save the evaluator folder to `out_dir`.
     `threads`: torch CPU threads while training (0: leave torch's setting); small networks run best on 1."""
-    from backend.text_encoders import DEFAULT_ENCODER_ID, load_text_encoder
+    from backend.generation.text_encoders import DEFAULT_ENCODER_ID, load_text_encoder
 
     with _torch_threads(threads):
         torch.manual_seed(seed)

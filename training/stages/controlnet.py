@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from backend.features import denormalize, features_to_joints
+from backend.motion.features import denormalize, features_to_joints
 from backend.models import MotionLCM
-from backend.schedulers import LCMScheduler, guidance_scale_embedding
+from backend.generation.schedulers import LCMScheduler, guidance_scale_embedding
 
 from ..common import (Objective, TextEmbedder, augmentation, control_spec, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)

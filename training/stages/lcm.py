@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from backend.models import MotionLCM
-from backend.schedulers import LCMScheduler, guidance_scale_embedding
+from backend.generation.schedulers import LCMScheduler, guidance_scale_embedding
 
 from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)

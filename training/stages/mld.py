@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from backend.models import MotionLCM
-from backend.sampler import decode_latents, sample_ddim
-from backend.schedulers import DDIMScheduler
+from backend.generation.sampler import decode_latents, sample_ddim
+from backend.generation.schedulers import DDIMScheduler
 
 from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
                       model_config, stage_dir, train_settings)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from backend.features import denormalize, features_to_joints
+from backend.motion.features import denormalize, features_to_joints
 from backend.models import MotionLCM
 
 from ..common import (Objective, augmentation, export, load_stage_config, model_config, stage_dir,

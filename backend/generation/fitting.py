@@ -29,10 +29,10 @@ import numpy as np
 from scipy.interpolate import Akima1DInterpolator
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from .controls import JointControl
-from .features import RIC_SLICE, VELOCITY_SLICE
-from .retarget.feet import two_bone_ik
-from .skeleton import FPS, JOINT_INDEX, NUM_JOINTS, PARENTS
+from backend.generation.controls import JointControl
+from backend.motion.features import RIC_SLICE, VELOCITY_SLICE
+from backend.retarget.feet import two_bone_ik
+from backend.motion.skeleton import FPS, JOINT_INDEX, NUM_JOINTS, PARENTS
 
 MOVING_SPEED = 0.3  # m/s: below it (either path) the travel direction means nothing, so heading is not turned
 HEADING_SIGMA = 4.0  # frames: how fast the heading follows a turn of the path (0.2 s)

@@ -1,4 +1,4 @@
-"""Loopback HTTP transport for `backend.server --port N` (docs/protocol.md, "Loopback HTTP").
+"""Loopback HTTP transport for `backend.serving.server --port N` (docs/protocol.md, "Loopback HTTP").
 
 `POST /rpc` with one request object; the response streams the same reply lines as stdio
 (newline-delimited JSON) and closes after the final one. Loopback only, unless the operator
@@ -16,8 +16,8 @@ import socket
 import threading
 from typing import Any
 
-from . import protocol
-from .errors import MotionLCMError
+from backend.serving import protocol
+from backend.errors import MotionLCMError
 
 log = logging.getLogger("motionlcm.server")
 RPC_PATH = "/rpc"

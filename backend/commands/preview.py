@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .skeleton import PARENTS
+from backend.motion.skeleton import PARENTS
 
 _LEFT = {1, 4, 7, 10, 13, 16, 18, 20}
 _RIGHT = {2, 5, 8, 11, 14, 17, 19, 21}

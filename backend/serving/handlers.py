@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .body_mesh import body_mesh, model_body
-from .protocol import GenerateRequest, encode_array
-from .retarget import GENERATED_REFINE, retarget, travel_scale
-from .retarget.rest_pose import RestSkeleton, default_skeleton
-from .skeleton import JOINT_NAMES, PARENTS
+from backend.serving.body_mesh import body_mesh, model_body
+from backend.serving.protocol import GenerateRequest, encode_array
+from backend.retarget import GENERATED_REFINE, retarget, travel_scale
+from backend.retarget.rest_pose import RestSkeleton, default_skeleton
+from backend.motion.skeleton import JOINT_NAMES, PARENTS
 
 Report = Callable[[str, float], None]
 
@@ -46,7 +46,7 @@ def result_fields(seeds: list[int], targets: list[Any], settings: dict[str, Any]
                   encode: Callable[[np.ndarray], Any] = encode_array,
                   fit_reports: list[Any] | None = None) -> dict[str, Any]:
     """The `result` of a generate: one entry per retargeted variation (backend.retarget.Retargeted), each with
-    its control report (backend.fitting.FitReport) when the request had controls."""
+    its control report (backend.generation.fitting.FitReport) when the request had controls."""
     first = targets[0]  # every variation shares the skeleton, frame rate and length
     variations = [{"seed": int(seed), "root_translation": encode(target.root_translation),
                    "local_quats": encode(target.local_quats), "joints": encode(target.fk())}

@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoints import LoadedCheckpoint, load_any
-from .controls import JointControl, build_hint, scale_controls
-from .errors import CheckpointError, InvalidRequest
-from .fitting import FitReport, fit_motion
-from .limits import MAX_VARIATIONS
-from .latent_sampler import LatentSampler
-from .latent_tuning import TuningSettings
-from .motion import Motion
-from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
-from .text_encoders import PromptCache, check_text_encoder, load_text_encoder
+from backend.checkpoints import LoadedCheckpoint, load_any
+from backend.generation.controls import JointControl, build_hint, scale_controls
+from backend.errors import CheckpointError, InvalidRequest
+from backend.generation.fitting import FitReport, fit_motion
+from backend.limits import MAX_VARIATIONS
+from backend.generation.latent_sampler import LatentSampler
+from backend.generation.latent_tuning import TuningSettings
+from backend.motion import Motion
+from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
+from backend.generation.text_encoders import PromptCache, check_text_encoder, load_text_encoder
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "default_model"
 
 ProgressFn = Callable[[str, float], None]
 
@@ -139,10 +139,10 @@ class MotionLCMPipeline:
         controls[p]: the joint constraints of prompt p (metres, HumanML3D axes, model frames), or None.
         steps: 1/2/4 LCM steps (or the DDIM step count for a checkpoint without LCM w-conditioning).
         guidance: the LCM w (default: the checkpoint's map for `steps`) or the DDIM CFG scale.
-        tuning: iterations of consistency latent tuning (backend.latent_tuning) that make the motion meet its
+        tuning: iterations of consistency latent tuning (backend.generation.latent_tuning) that make the motion meet its
         controls closely, with the checkpoint's correlation penalty; 0 = off. It costs about one decode per
         iteration.
-        fit: bend the decoded motion onto its controls (backend.fitting: the pelvis exact, limbs by IK; a few
+        fit: bend the decoded motion onto its controls (backend.generation.fitting: the pelvis exact, limbs by IK; a few
         milliseconds); False is the draft, the ControlNet (and any tuning) alone. Either way `fit_reports` holds
         each sample's control errors and warnings.
         progress(stage, fraction): called between stages (text, tuning, sampling, decoding, fitting, done); it may

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .errors import InvalidRequest
-from .rotations import quat_about_y, quat_between, quat_inv, quat_mul, quat_rotate
-from .skeleton import (
+from backend.errors import InvalidRequest
+from backend.motion.rotations import quat_about_y, quat_between, quat_inv, quat_mul, quat_rotate
+from backend.motion.skeleton import (
     FACE_JOINTS, KINEMATIC_CHAIN, LEFT_FOOT_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS, RIGHT_FOOT_JOINTS,
 )
 

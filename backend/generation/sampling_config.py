@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schedulers import CFG_STEP_MAP, LCM_TIMESTEPS, LCMScheduler
+from backend.generation.schedulers import CFG_STEP_MAP, LCM_TIMESTEPS, LCMScheduler
 
 OFFICIAL_CORRELATION_PENALTY = 100.0  # MotionLCM-V2's noise optimiser; a checkpoint may recommend its own
 _LEGACY_KEYS = {"scheduler"}  # written by earlier versions (the fixed official noise schedule), never read

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import InvalidRequest
+from backend.errors import InvalidRequest
 
 # Official MotionLCM inference settings (configs/modules/scheduler_lcm.yaml).
 LCM_TIMESTEPS: dict[int, tuple[int, ...]] = {1: (799,), 2: (699, 299), 4: (699, 399, 299, 299)}

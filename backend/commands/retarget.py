@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidRequest
-from ..motion import Motion
-from .refine_modes import GENERATED_REFINE, REFINE_MODES
+from backend.errors import InvalidRequest
+from backend.motion import Motion
+from backend.retarget.refine_modes import GENERATED_REFINE, REFINE_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,14 +49,14 @@ def write_motion_bvh(motion: Motion, path: Path | str, fps: float | None = None,
                      root_scale: float | None = None) -> None:
     """Retarget a generated `motion` onto the default skeleton and write a BVH (for `motionlcm generate ... --out
     clip.bvh`); `refine` and `root_scale` as in `retarget` (a generated motion has the model's body)."""
-    from . import write_bvh
+    from backend.retarget import write_bvh
 
     write_bvh(motion, path, fps=fps, scale=scale, in_place=in_place, foot_lock=foot_lock, refine=refine,
               root_scale=root_scale)
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import default_skeleton, retarget, skeleton_from_model
+    from backend.retarget import default_skeleton, retarget, skeleton_from_model
 
     suffix = args.out.suffix.lower()
     if suffix not in (".bvh", ".npz"):

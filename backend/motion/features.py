@@ -12,7 +12,7 @@ Per-frame layout (HumanML3D "new_joint_vecs"), everything in the frame's own roo
 
 `features_to_joints` works on numpy arrays and torch tensors (batched, differentiable);
 `joints_to_features` is the numpy data-preparation path. The skeleton steps (uniform bone lengths,
-floor/origin/facing normalisation, contacts) live in `backend.humanml3d_skeleton`.
+floor/origin/facing normalisation, contacts) live in `backend.motion.humanml3d_skeleton`.
 Facts (formulas, thresholds, order of operations) follow HumanML3D's motion_representation and
 MotionLCM's recover_from_ric; the code is our own.
 """
@@ -22,13 +22,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import InvalidRequest
-from .humanml3d_skeleton import (
+from backend.errors import InvalidRequest
+from backend.motion.humanml3d_skeleton import (
     FOOT_CONTACT_THRESHOLD, TARGET_OFFSETS, canonicalize, check_joints, contact_labels, local_rotations,
     root_rotation, uniform_skeleton,
 )
-from .rotations import Array, quat_about_y, quat_inv, quat_mul, quat_rotate, quat_to_6d
-from .skeleton import FEATURE_DIM, NUM_JOINTS
+from backend.motion.rotations import Array, quat_about_y, quat_inv, quat_mul, quat_rotate, quat_to_6d
+from backend.motion.skeleton import FEATURE_DIM, NUM_JOINTS
 
 ROOT_SLICE = slice(0, 4)
 RIC_SLICE = slice(4, 4 + (NUM_JOINTS - 1) * 3)

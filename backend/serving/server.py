@@ -1,8 +1,8 @@
 """The backend process the Blender add-on talks to (docs/protocol.md).
 
-    python -m backend.server --stdio [--checkpoint PATH] [--device cpu|cuda|auto] [--text-encoder PATH]
+    python -m backend.serving.server --stdio [--checkpoint PATH] [--device cpu|cuda|auto] [--text-encoder PATH]
                              [--smpl-dir PATH [--smpl-gender neutral|male|female]] [--smpl-betas B0,B1,...]
-    python -m backend.server --port 8765 [--host 127.0.0.1] [--allow-remote --token T]
+    python -m backend.serving.server --port 8765 [--host 127.0.0.1] [--allow-remote --token T]
 
 One `Session` owns the model and a single worker thread; transports (stdio lines, loopback HTTP)
 only move lines in and replies out. stdout carries protocol lines only: in stdio mode the real
@@ -24,14 +24,16 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import __version__, limits, protocol
-from .errors import MotionLCMError
+from backend import __version__, limits
+
+from backend.serving import protocol
+from backend.errors import MotionLCMError
 
 log = logging.getLogger("motionlcm.server")
 
 Reply = dict[str, Any]
 Sink = Callable[[Reply], None]
-EngineFactory = Callable[[], Any]  # returns a loaded backend.pipeline.MotionLCMPipeline (or a test double)
+EngineFactory = Callable[[], Any]  # returns a loaded backend.generation.pipeline.MotionLCMPipeline (or a test double)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ class Session:
                     self._lock.notify_all()
 
     def _run(self, job: Job) -> Reply:
-        from . import handlers  # numpy/torch-heavy; keeps start-up and ping fast
+        from backend.serving import handlers  # numpy/torch-heavy; keeps start-up and ping fast
 
         def report(stage: str, fraction: float) -> None:
             if job.cancel.is_set():
@@ -239,7 +241,7 @@ def _protocol_stdout() -> Any:
 
 def default_engine_factory(checkpoint: str | None, device: str, text_encoder: str | None) -> EngineFactory:
     def load() -> Any:
-        from .pipeline import MotionLCMPipeline  # torch is imported here, not at start-up
+        from backend.generation.pipeline import MotionLCMPipeline  # torch is imported here, not at start-up
 
         return MotionLCMPipeline.from_checkpoint(checkpoint, device=device, text_encoder=text_encoder)
 
@@ -275,7 +277,7 @@ def _betas(text: str) -> tuple[float, ...]:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`motionlcm serve`: the same as `python -m backend.server`."""
+    """`motionlcm serve`: the same as `python -m backend.serving.server`."""
     parser = subparsers.add_parser("serve", help="run the backend for the Blender add-on (stdio or loopback HTTP)")
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -290,20 +292,20 @@ def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -
     if args.port is None:
         serve_stdio(session)
     else:
-        from .http_transport import serve_http
+        from backend.serving.http_transport import serve_http
 
         serve_http(session, args.host, args.port, args.token, args.allow_remote)
     return 0
 
 
 def main(argv: list[str] | None = None, engine_factory: EngineFactory | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m backend.serving.server", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run(args, engine_factory)
     except MotionLCMError as exc:
-        print(f"backend.server: error: {exc}", file=sys.stderr)
+        print(f"backend.serving.server: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,4 +1,4 @@
-"""Normalisation statistics shipped as package data (see the NOTICE files under backend/data/).
+"""Normalisation statistics shipped as package data (see the NOTICE files under backend/motion/data/).
 
 - HumanML3D Mean/Std (263,): models see motion features as (x - Mean) / Std.
 - MotionLCM spatial Mean_raw/Std_raw (22, 3): control hints are (joint position - Mean_raw) / Std_raw.
@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from .skeleton import FEATURE_DIM, NUM_JOINTS
+from backend.motion.skeleton import FEATURE_DIM, NUM_JOINTS
 
 
 def _load(folder: str, name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .controls import JointControl
-from .skeleton import FPS, MAX_FRAMES
+from backend.generation.controls import JointControl
+from backend.motion.skeleton import FPS, MAX_FRAMES
 
 DEFAULT_PROMPT = "a person walks in a circle"
 CIRCLE_DIAMETER = 3.0  # metres
@@ -32,13 +32,13 @@ def pelvis_circle(frames: int, diameter: float = CIRCLE_DIAMETER, height: float 
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .generate_command import report_fit
-    from .handlers import result_fields, skeleton_fields
-    from .protocol import encode_array
-    from .pipeline import MotionLCMPipeline
-    from .preview import render_gif
-    from .retarget import GENERATED_REFINE, default_skeleton, travel_scale, write_bvh
-    from .server import BodyModel
+    from backend.commands.generate import report_fit
+    from backend.serving.handlers import result_fields, skeleton_fields
+    from backend.serving.protocol import encode_array
+    from backend.generation.pipeline import MotionLCMPipeline
+    from backend.commands.preview import render_gif
+    from backend.retarget import GENERATED_REFINE, default_skeleton, travel_scale, write_bvh
+    from backend.serving.server import BodyModel
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    from .generate_command import add_fit_arguments
+    from backend.commands.generate import add_fit_arguments
 
     p = subparsers.add_parser("demo", help="the main job on the shipped defaults: .npz, .bvh, .gif and .blend",
                               description=__doc__.splitlines()[0])

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .checkpoints import LoadedCheckpoint
-from .features import denormalize, features_to_joints
-from .latent_tuning import TuningSettings, tune_latents
-from .sampler import decode_latents, sample_ddim, sample_lcm
+from backend.checkpoints import LoadedCheckpoint
+from backend.motion.features import denormalize, features_to_joints
+from backend.generation.latent_tuning import TuningSettings, tune_latents
+from backend.generation.sampler import decode_latents, sample_ddim, sample_lcm
 
 DDIM_GUIDANCE = 7.5  # the MLD teacher's validation setting, for checkpoints without LCM w-conditioning
 

@@ -1,6 +1,6 @@
 """The add-on/backend protocol (docs/protocol.md): parsing, validation, reply building, arrays.
 
-Transport-free: `backend.server` moves lines; this module turns them into checked requests and
+Transport-free: `backend.serving.server` moves lines; this module turns them into checked requests and
 turns engine results into reply objects. Validation happens here, before a request is queued,
 so bad input is answered at once and never reaches the model.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidRequest, MotionLCMError
-from .limits import GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TUNING, MAX_VARIATIONS, STEPS
-from .skeleton import FPS, MAX_FRAMES, MIN_FRAMES
+from backend.errors import InvalidRequest, MotionLCMError
+from backend.limits import GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TUNING, MAX_VARIATIONS, STEPS
+from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -133,13 +133,14 @@ def error_from_exception(request_id: Any, exc: BaseException) -> dict[str, Any]:
 class GenerateRequest:
     prompt: str
     frames: int
-    controls: list = field(default_factory=list)  # list[backend.controls.JointControl]
+    controls: list = field(default_factory=list)  # list[backend.generation.controls.JointControl]
     steps: int = 1
     guidance: float | None = None
     seed: int | None = None
     variations: int = 1
-    tuning: int = 0  # consistency latent tuning iterations (backend.latent_tuning) before fitting; 0 = none
-    fit: bool = True  # bend the motion onto its controls (backend.fitting); false: the draft, the ControlNet alone
+    tuning: int = 0  # consistency latent tuning iterations (backend.generation.latent_tuning) before fitting; 0 = none
+    # Bend the motion onto its controls (backend.generation.fitting); false: the draft, the ControlNet alone.
+    fit: bool = True
     target_fps: float | None = None
     in_place: bool = False
     foot_lock: bool = False
@@ -182,7 +183,8 @@ def _controls(value: Any, frames: int) -> list:
         return []
     if not isinstance(value, list):
         raise InvalidRequest(f"controls must be a list of {{joint, frames, positions}} objects, got {value!r}.")
-    from .controls import JointControl, validate_controls  # imports torch: only requests with controls pay
+    # Imports torch: only requests with controls pay for it.
+    from backend.generation.controls import JointControl, validate_controls
 
     controls = []
     for i, item in enumerate(value):
@@ -232,7 +234,7 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
                              f"or null for {FPS:g}, got {target_fps!r}.")
     skeleton = None
     if message.get("rest_joints") is not None:
-        from .retarget.rest_pose import RestSkeleton  # validates shape, finiteness, bone lengths
+        from backend.retarget.rest_pose import RestSkeleton  # validates shape, finiteness, bone lengths
 
         skeleton = RestSkeleton(decode_array(message["rest_joints"], "rest_joints"))
     return GenerateRequest(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .errors import InvalidRequest
+from backend.errors import InvalidRequest
 
 _POSITION = ("Xposition", "Yposition", "Zposition")
 _ROTATION = ("Xrotation", "Yrotation", "Zrotation")

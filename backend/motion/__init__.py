@@ -1,7 +1,9 @@
-"""`Motion`: the one type that carries a motion across module boundaries.
+"""Motion and its representations: the `Motion` type (here), the SMPL skeleton constants (skeleton.py), the
+HumanML3D features (features.py, humanml3d_skeleton.py), rotations, BVH and the normalisation statistics.
 
-Joint positions are in HumanML3D space (metres, Y up, the character faces +Z at frame 0,
-joint order of `backend.skeleton`). Conversion to Blender's Z-up happens in the add-on only.
+`Motion` is the one type that carries a motion across module boundaries. Joint positions are in HumanML3D space
+(metres, Y up, the character faces +Z at frame 0, joint order of `backend.motion.skeleton`).
+Conversion to Blender's Z-up happens in the add-on only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .skeleton import FPS, NUM_JOINTS
+from backend.motion.skeleton import FPS, NUM_JOINTS
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InvalidRequest
-from .skeleton import CONTROL_JOINTS, JOINT_NAMES, NUM_JOINTS
+from backend.errors import InvalidRequest
+from backend.motion.skeleton import CONTROL_JOINTS, JOINT_NAMES, NUM_JOINTS
 
 _CONTROL_NAMES = ", ".join(CONTROL_JOINTS)
 
@@ -187,7 +187,7 @@ def denormalize_hint(hint: torch.Tensor, hint_mask: torch.Tensor, raw_mean: Any,
 def build_hint(controls_per_sample: Sequence[Sequence[JointControl]], lengths: Sequence[int], raw_mean: Any,
                raw_std: Any, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(hint, hint_mask), each (B, T, 22, 3) float32 on the CPU, T = max_len or max(lengths).
-    raw_mean/raw_std: (22, 3) spatial statistics (backend.norm_stats.spatial_mean_std() or a checkpoint's)."""
+    raw_mean/raw_std: (22, 3) spatial statistics (backend.motion.norm_stats.spatial_mean_std() or a checkpoint's)."""
     if len(controls_per_sample) != len(lengths) or not lengths:
         raise InvalidRequest(f"{len(controls_per_sample)} control lists for {len(lengths)} lengths")
     for n in lengths:

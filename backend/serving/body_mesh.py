@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .skeleton import NUM_JOINTS
+from backend.motion.skeleton import NUM_JOINTS
 
 
 def _body_ancestor(parents: np.ndarray) -> np.ndarray:
@@ -64,8 +64,8 @@ def model_body(model_path: str | Path, gender: str = "neutral",
                betas: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A user's SMPL/SMPL-X model: its rest joints (22,3) on the floor, as the rest skeleton to retarget to, and
     its body mesh in the same place, skinned to those 22 joints (needs the optional `smplx` package)."""
-    from .retarget.rest_pose import floor_offset
-    from .retarget.smpl_model import load_model
+    from backend.retarget.rest_pose import floor_offset
+    from backend.retarget.smpl_model import load_model
 
     body = load_model(model_path, gender, betas)
     shift = floor_offset(body.joints[:NUM_JOINTS])

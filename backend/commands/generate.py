@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .controls import load_control_file, parse_control_arg
-from .errors import InvalidRequest
-from .skeleton import FPS
+from backend.generation.controls import load_control_file, parse_control_arg
+from backend.errors import InvalidRequest
+from backend.motion.skeleton import FPS
 
 
 def seconds_to_frames(seconds: float) -> int:
-    """A clip of S seconds has round(20 S) model frames (backend/skeleton.py: 20 fps)."""
+    """A clip of S seconds has round(20 S) model frames (backend/motion/skeleton.py: 20 fps)."""
     return int(round(float(seconds) * FPS))
 
 
@@ -48,7 +48,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .pipeline import MotionLCMPipeline
+    from backend.generation.pipeline import MotionLCMPipeline
 
     out = Path(args.out)
     if out.suffix not in (".npz", ".bvh"):
@@ -68,7 +68,7 @@ def run_generate(args: argparse.Namespace) -> int:
     # its controls are generated at the model's size so that the character's root lands on them.
     scale = None
     if out.suffix == ".bvh" and controls:
-        from .retarget import default_skeleton, travel_scale
+        from backend.retarget import default_skeleton, travel_scale
 
         scale = travel_scale(default_skeleton())
     result = pipe.generate([args.prompt], [frames], controls=[controls], steps=args.steps, guidance=args.guidance,
@@ -80,7 +80,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for motion, path in zip(result.motions, paths):
         if path.suffix == ".bvh":
-            from .retarget.command import write_motion_bvh
+            from backend.commands.retarget import write_motion_bvh
 
             write_motion_bvh(motion, path, fps=args.fps, in_place=args.in_place, foot_lock=args.foot_lock,
                              scale=args.scale, root_scale=scale)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoints import NORM_KEYS, load_any
-from .errors import InvalidRequest
-from .latent_sampler import LatentSampler
+from backend.checkpoints import NORM_KEYS, load_any
+from backend.errors import InvalidRequest
+from backend.generation.latent_sampler import LatentSampler
 
 
 def _tensor(inputs: dict[str, np.ndarray], name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InvalidRequest
-from .features import denormalize, features_to_joints
-from .limits import MAX_TUNING
-from .sampling_config import OFFICIAL_CORRELATION_PENALTY, valid_penalty
-from .models import MotionLCM
-from .sampler import lengths_to_mask, sample_lcm
-from .schedulers import LCMScheduler
+from backend.errors import InvalidRequest
+from backend.motion.features import denormalize, features_to_joints
+from backend.limits import MAX_TUNING
+from backend.generation.sampling_config import OFFICIAL_CORRELATION_PENALTY, valid_penalty
+from backend.models import MotionLCM
+from backend.generation.sampler import lengths_to_mask, sample_lcm
+from backend.generation.schedulers import LCMScheduler
 
 
 
@@ -76,7 +76,7 @@ def tune_latents(model: MotionLCM, z_T: torch.Tensor, text_emb: torch.Tensor, *,
                  callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Return z_T tuned so that `sample_lcm` -> decode -> joints meets the controls in `hint`.
 
-    hint, hint_mask: (B, T, 22, 3), the normalised controls as the ControlNet takes them (backend.controls),
+    hint, hint_mask: (B, T, 22, 3), the normalised controls as the ControlNet takes them (backend.generation.controls),
     T >= max(lengths); raw_mean/raw_std (22, 3) turn them back into metres. The ControlNet sees them too when
     the model has one. noise: the fixed re-noising tensors of a multi-step sampler, so that every iteration
     sees the same sampler. callback(i, errors) after each iteration with the per-sample control MSE (it may

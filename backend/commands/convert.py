@@ -9,10 +9,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import (CONFIG_FILE, OFFICIAL_LICENCE, WEIGHTS_FILE, LoadedCheckpoint, file_sha256, load_checkpoint,
-                          load_official_checkpoint, save_checkpoint)
-from .errors import CheckpointError
-from .sampling_config import OFFICIAL_CORRELATION_PENALTY, valid_penalty
+from backend.checkpoints import (CONFIG_FILE, OFFICIAL_LICENCE, WEIGHTS_FILE, LoadedCheckpoint, file_sha256,
+                                 load_checkpoint, load_official_checkpoint, save_checkpoint)
+from backend.errors import CheckpointError
+from backend.generation.sampling_config import OFFICIAL_CORRELATION_PENALTY, valid_penalty
 
 
 def _resave(loaded: LoadedCheckpoint, dst: str | Path, provenance: dict[str, Any], licence: str | None,

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import InvalidRequest
-from .models import MotionLCM
-from .schedulers import CFG_STEP_MAP, DDIMScheduler, LCMScheduler, lcm_guidance_embedding
+from backend.errors import InvalidRequest
+from backend.models import MotionLCM
+from backend.generation.schedulers import CFG_STEP_MAP, DDIMScheduler, LCMScheduler, lcm_guidance_embedding
 
 
 def lengths_to_mask(lengths: Sequence[int] | torch.Tensor, device: str | torch.device = "cpu",
