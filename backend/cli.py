@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except MotionLCMError as exc:
+    except (MotionLCMError, ValueError) as exc:  # ValueError: math refusing the input (backend.errors)
         print(f"motionlcm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,8 @@
-"""Errors with specific, human-readable messages. Everything the engine refuses raises one of these."""
+"""Errors with specific, human-readable messages.
+
+The rule: code that validates what comes from outside (requests, files, checkpoints, prompts) raises these coded
+errors; math (features, samplers, schedulers, retargeting) raises ValueError for arrays it cannot work with, and the
+doors (the CLI and the server) turn a ValueError into `InvalidRequest` with the same message (`from_value_error`)."""
 
 
 class MotionLCMError(Exception):
@@ -23,3 +27,10 @@ class InvalidRequest(MotionLCMError):
     """Bad user input: prompt, lengths, controls, steps, guidance."""
 
     code = "invalid_request"
+
+
+def from_value_error(exc: ValueError) -> InvalidRequest:
+    """The boundary translation of the rule above: the message stays, the code becomes `invalid_request`."""
+    translated = InvalidRequest(str(exc))
+    translated.__cause__ = exc
+    return translated

@@ -247,9 +247,9 @@ def test_joints_to_features_rejects_nan_and_degenerate_bodies():
         joints_to_features(nan)
     collapsed = joints.copy()
     collapsed[:, 4] = collapsed[:, 1]  # knee on the hip
-    with pytest.raises(InvalidRequest, match="coincides"):
+    with pytest.raises(ValueError, match="coincides"):
         joints_to_features(collapsed)
-    with pytest.raises(InvalidRequest, match="faces"):
+    with pytest.raises(ValueError, match="faces"):
         joints_to_features(np.broadcast_to(np.arange(22.0)[:, None] * [0.0, 0.1, 0.0], (5, 22, 3)))
 
 
@@ -263,7 +263,7 @@ def test_joints_to_features_rejects_nan_and_degenerate_bodies():
     ([0.0] * 263, "numpy array or torch tensor"),
 ])
 def test_features_to_joints_rejects_bad_input(bad, message):
-    with pytest.raises(InvalidRequest, match=message):
+    with pytest.raises(ValueError, match=message):
         features_to_joints(bad)
 
 

@@ -75,3 +75,16 @@ def test_write_motion_bvh_for_generate(data_dir, tmp_path):
     assert clip.num_frames == 139 and clip.fps == pytest.approx(24.0)  # round(116 * 24 / 20)
     hips = clip.global_positions(0.01)[:, clip.index("pelvis"), 1]
     assert 0.7 < hips.mean() < 1.1
+
+
+def test_cli_turns_a_math_value_error_into_a_clear_error(clip_npz, tmp_path, monkeypatch, capsys):
+    import backend.retarget
+    from backend.cli import main as cli_main
+
+    def refuse(*args, **kwargs):
+        raise ValueError("cannot tell which way the body faces: hips and shoulders coincide")
+
+    monkeypatch.setattr(backend.retarget, "retarget", refuse)
+    assert cli_main(["retarget", str(clip_npz), "--out", str(tmp_path / "x.bvh")]) == 2
+    assert "motionlcm retarget: error: cannot tell which way the body faces" in capsys.readouterr().err
+    assert not (tmp_path / "x.bvh").exists()

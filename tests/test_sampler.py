@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.errors import InvalidRequest
 from backend.models import MotionLCM, ModelConfig
 from backend.generation.sampler import decode_latents, lengths_to_mask, sample_ddim, sample_lcm
 from backend.generation.schedulers import DDIMScheduler, LCMScheduler, lcm_guidance_embedding
@@ -104,10 +103,10 @@ def test_invalid_inputs(model, batch):
         (lambda: decode_latents(model, z, [30]), "1 lengths for a batch of 2"),
     ]
     for call, message in cases:
-        with pytest.raises(InvalidRequest, match=message):
+        with pytest.raises(ValueError, match=message):
             call()
     plain = _model(controlnet=False, time_cond_proj_dim=None)
-    with pytest.raises(InvalidRequest, match="no ControlNet"):
+    with pytest.raises(ValueError, match="no ControlNet"):
         sample_ddim(plain, text, z, guidance=1.0, hint=batch["hint"], hint_mask=batch["hint_mask"])
-    with pytest.raises(InvalidRequest, match="no LCM w-conditioning"):
+    with pytest.raises(ValueError, match="no LCM w-conditioning"):
         sample_lcm(plain, text, z)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidRequest
 from backend.models.embeddings import timestep_sinusoids
 from backend.generation.schedulers import (CFG_STEP_MAP, DDIMScheduler, LCMScheduler, guidance_scale_embedding,
                                 lcm_guidance_embedding)
@@ -31,7 +30,7 @@ def test_lcm_timestep_maps_and_bad_step_counts():
     assert s.set_timesteps(2).tolist() == [699, 299]
     assert s.set_timesteps(4).tolist() == [699, 399, 299, 299]
     assert CFG_STEP_MAP == {1: 8.0, 2: 12.5, 4: 13.5}
-    with pytest.raises(InvalidRequest, match="supports"):
+    with pytest.raises(ValueError, match="supports"):
         s.set_timesteps(3)
 
 

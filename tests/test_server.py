@@ -209,6 +209,18 @@ def test_engine_exceptions_become_error_replies_and_the_worker_survives():
         session.close(timeout=5)
 
 
+def test_math_value_errors_become_invalid_request_with_their_message():
+    engine = FakePipeline(fail=ValueError("joint 5 coincides with its parent at frame 3"))
+    session, replies = Session(lambda: engine), Replies()
+    try:
+        session.handle(generate("degenerate"), replies)
+        error = replies.final("degenerate")
+        assert error["code"] == "invalid_request"
+        assert error["message"] == "joint 5 coincides with its parent at frame 3"
+    finally:
+        session.close(timeout=5)
+
+
 @pytest.mark.parametrize("line, code", [
     (b"{not json", "bad_json"),
     (b"\xff\xfe", "bad_json"),

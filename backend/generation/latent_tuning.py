@@ -83,9 +83,9 @@ def tune_latents(model: MotionLCM, z_T: torch.Tensor, text_emb: torch.Tensor, *,
     raise to cancel)."""
     settings.validate()
     if model.denoiser.time_cond_proj_dim is None:
-        raise InvalidRequest("latent tuning needs an LCM checkpoint (with w-conditioning)")
+        raise ValueError("latent tuning needs an LCM checkpoint (with w-conditioning)")
     if float(hint_mask.sum()) == 0:
-        raise InvalidRequest("latent tuning needs at least one joint control")
+        raise ValueError("latent tuning needs at least one joint control")
     # Normal tensors throughout: the caller may be in inference mode, whose tensors cannot enter a graph.
     with torch.inference_mode(False), torch.enable_grad():
         hint, hint_mask = hint.clone(), hint_mask.clone()

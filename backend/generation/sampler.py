@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import torch
 
-from backend.errors import InvalidRequest
 from backend.models import MotionLCM
 from backend.generation.schedulers import CFG_STEP_MAP, DDIMScheduler, LCMScheduler, lcm_guidance_embedding
 
@@ -27,7 +26,7 @@ def lengths_to_mask(lengths: Sequence[int] | torch.Tensor, device: str | torch.d
     """(B,) frame counts -> (B, max_len) bool mask, True on the first lengths[i] frames."""
     lengths = torch.as_tensor(lengths, dtype=torch.long, device=device).reshape(-1)
     if lengths.numel() == 0 or int(lengths.min()) < 1:
-        raise InvalidRequest(f"every motion length must be at least 1 frame, got {lengths.tolist()}")
+        raise ValueError(f"every motion length must be at least 1 frame, got {lengths.tolist()}")
     max_len = int(lengths.max()) if max_len is None else max_len
     return torch.arange(max_len, device=device)[None, :] < lengths[:, None]
 
@@ -36,19 +35,19 @@ def _check_inputs(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor,
                   hint: torch.Tensor | None, hint_mask: torch.Tensor | None) -> None:
     cfg = model.config
     if z_T.dim() != 3 or tuple(z_T.shape[1:]) != cfg.latent_shape:
-        raise InvalidRequest(f"z_T must be (B, {cfg.latent_size}, {cfg.latent_channels}), got {tuple(z_T.shape)}")
+        raise ValueError(f"z_T must be (B, {cfg.latent_size}, {cfg.latent_channels}), got {tuple(z_T.shape)}")
     if text_emb.dim() != 3 or text_emb.shape[0] != z_T.shape[0] or text_emb.shape[-1] != cfg.text_dim:
-        raise InvalidRequest(f"text embeddings must be (B={z_T.shape[0]}, tokens, {cfg.text_dim}), "
+        raise ValueError(f"text embeddings must be (B={z_T.shape[0]}, tokens, {cfg.text_dim}), "
                              f"got {tuple(text_emb.shape)}")
     if (hint is None) != (hint_mask is None):
-        raise InvalidRequest("hint and hint_mask must be given together")
+        raise ValueError("hint and hint_mask must be given together")
     if hint is None:
         return
     if not model.has_controlnet:
-        raise InvalidRequest("this checkpoint has no ControlNet: trajectory controls are not supported")
+        raise ValueError("this checkpoint has no ControlNet: trajectory controls are not supported")
     if hint.shape != hint_mask.shape or hint.dim() != 4 or hint.shape[0] != z_T.shape[0] \
             or tuple(hint.shape[2:]) != (cfg.traj_encoder.njoints, 3):
-        raise InvalidRequest(f"hint and hint_mask must both be (B, T, {cfg.traj_encoder.njoints}, 3), "
+        raise ValueError(f"hint and hint_mask must both be (B, T, {cfg.traj_encoder.njoints}, 3), "
                              f"got {tuple(hint.shape)} and {tuple(hint_mask.shape)}")
 
 
@@ -85,15 +84,15 @@ def _sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, hin
     _check_inputs(model, text_emb, z_T, hint, hint_mask)
     proj_dim = model.denoiser.time_cond_proj_dim
     if proj_dim is None:
-        raise InvalidRequest("this checkpoint has no LCM w-conditioning (cond_proj); use sample_ddim")
+        raise ValueError("this checkpoint has no LCM w-conditioning (cond_proj); use sample_ddim")
     scheduler = scheduler or LCMScheduler()
     timesteps = scheduler.set_timesteps(steps)
     if noise is not None and (len(noise) != steps - 1 or any(n.shape != z_T.shape for n in noise)):
-        raise InvalidRequest(f"{steps}-step sampling re-noises {steps - 1} times: expected {steps - 1} noise "
+        raise ValueError(f"{steps}-step sampling re-noises {steps - 1} times: expected {steps - 1} noise "
                              f"tensors of shape {tuple(z_T.shape)}, got {[tuple(n.shape) for n in noise]}")
     if guidance is None:
         if steps not in CFG_STEP_MAP:
-            raise InvalidRequest(f"no default guidance for {steps} steps: pass guidance explicitly")
+            raise ValueError(f"no default guidance for {steps} steps: pass guidance explicitly")
         guidance = CFG_STEP_MAP[steps]
     guidance = float(guidance)
     batch, device = z_T.shape[0], z_T.device
@@ -150,7 +149,7 @@ def sample_ddim(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, *,
     cfg_on = guidance != 1.0
     if cfg_on:
         if uncond_emb is None:
-            raise InvalidRequest("classifier-free guidance needs uncond_emb (the empty-text embedding)")
+            raise ValueError("classifier-free guidance needs uncond_emb (the empty-text embedding)")
         text_emb = torch.cat([text_emb, uncond_emb.expand_as(text_emb)])
     scheduler = scheduler or DDIMScheduler()
     timesteps = scheduler.set_timesteps(steps)
@@ -187,5 +186,5 @@ def decode_latents(model: MotionLCM, z0: torch.Tensor, lengths: Sequence[int] | 
     """z_0 (B, L, C) -> normalised features (B, max(lengths), nfeats); frames past each length are exactly 0."""
     mask = lengths_to_mask(lengths, z0.device)
     if mask.shape[0] != z0.shape[0]:
-        raise InvalidRequest(f"{mask.shape[0]} lengths for a batch of {z0.shape[0]} latents")
+        raise ValueError(f"{mask.shape[0]} lengths for a batch of {z0.shape[0]} latents")
     return model.vae.decode(z0, mask)

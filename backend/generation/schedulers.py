@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.errors import InvalidRequest
 
 # Official MotionLCM inference settings (configs/modules/scheduler_lcm.yaml).
 LCM_TIMESTEPS: dict[int, tuple[int, ...]] = {1: (799,), 2: (699, 299), 4: (699, 399, 299, 299)}
@@ -93,7 +92,7 @@ class LCMScheduler(_BetaSchedule):
 
     def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
         if num_inference_steps not in self.timesteps_step_map:
-            raise InvalidRequest(f"LCM sampling supports {sorted(self.timesteps_step_map)} steps, "
+            raise ValueError(f"LCM sampling supports {sorted(self.timesteps_step_map)} steps, "
                                  f"got {num_inference_steps}")
         self.timesteps = torch.tensor(self.timesteps_step_map[num_inference_steps], dtype=torch.long)
         self._index = 0
@@ -145,7 +144,7 @@ class DDIMScheduler(_BetaSchedule):
 
     def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
         if not 1 <= num_inference_steps <= self.num_train_timesteps:
-            raise InvalidRequest(f"DDIM steps must be in 1..{self.num_train_timesteps}, got {num_inference_steps}")
+            raise ValueError(f"DDIM steps must be in 1..{self.num_train_timesteps}, got {num_inference_steps}")
         self.num_inference_steps = num_inference_steps
         ratio = self.num_train_timesteps // num_inference_steps
         steps = np.arange(num_inference_steps)[::-1] * ratio + self.steps_offset

@@ -194,15 +194,15 @@ def format_bvh(names: list[str] | tuple[str, ...], parents: list[int] | tuple[in
     frames = local_quats.shape[0]
     if (len(parents) != joints or offsets.shape != (joints, 3) or local_quats.shape[1:] != (joints, 4)
             or root_positions.shape != (frames, 3)):
-        raise InvalidRequest("format_bvh: names, parents, offsets (J,3), local_quats (F,J,4) and root_positions (F,3)"
+        raise ValueError("format_bvh: names, parents, offsets (J,3), local_quats (F,J,4) and root_positions (F,3)"
                              " must agree")
     if parents[0] != -1 or any(p < 0 or p >= j for j, p in enumerate(parents) if j > 0):
-        raise InvalidRequest("format_bvh: joint 0 must be the only root and every parent must precede its child")
+        raise ValueError("format_bvh: joint 0 must be the only root and every parent must precede its child")
     order = rotation_order.upper()
     if sorted(order) != ["X", "Y", "Z"]:
-        raise InvalidRequest(f"rotation_order must be a permutation of XYZ, got {rotation_order!r}")
+        raise ValueError(f"rotation_order must be a permutation of XYZ, got {rotation_order!r}")
     if not (np.isfinite(local_quats).all() and np.isfinite(root_positions).all()):
-        raise InvalidRequest("format_bvh: rotations and positions must be finite")
+        raise ValueError("format_bvh: rotations and positions must be finite")
     end_sites = end_sites or {}
     children: list[list[int]] = [[] for _ in range(joints)]
     for j, p in enumerate(parents[1:], start=1):

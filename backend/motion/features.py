@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.errors import InvalidRequest
 from backend.motion.humanml3d_skeleton import (
     FOOT_CONTACT_THRESHOLD, TARGET_OFFSETS, canonicalize, check_joints, contact_labels, local_rotations,
     root_rotation, uniform_skeleton,
@@ -66,19 +65,19 @@ def denormalize(feats: Array, mean: np.ndarray | torch.Tensor, std: np.ndarray |
 
 def _check_features(feats: Array, check_finite: bool) -> None:
     if not isinstance(feats, (np.ndarray, torch.Tensor)):
-        raise InvalidRequest(f"features must be a numpy array or torch tensor, got {type(feats).__name__}")
+        raise ValueError(f"features must be a numpy array or torch tensor, got {type(feats).__name__}")
     if feats.ndim < 2 or feats.shape[-1] != FEATURE_DIM or feats.shape[-2] < 1:
-        raise InvalidRequest(f"features must have shape (..., T >= 1, {FEATURE_DIM}), got {tuple(feats.shape)}")
+        raise ValueError(f"features must have shape (..., T >= 1, {FEATURE_DIM}), got {tuple(feats.shape)}")
     if isinstance(feats, torch.Tensor):
         floating = feats.dtype.is_floating_point
     else:
         floating = np.issubdtype(feats.dtype, np.floating)
     if not floating:
-        raise InvalidRequest(f"features must be floating point, got dtype {feats.dtype}")
+        raise ValueError(f"features must be floating point, got dtype {feats.dtype}")
     # A finite sum proves every element finite (NaN/inf propagate) and is far cheaper than an elementwise test;
     # only when it is not (possibly overflow) is the elementwise test needed.
     if check_finite and not _all_finite(feats):
-        raise InvalidRequest("features contain NaN or infinite values")
+        raise ValueError("features contain NaN or infinite values")
 
 
 def _all_finite(a: Array) -> bool:

@@ -78,13 +78,13 @@ def uniform_skeleton(joints: np.ndarray, target_offsets: np.ndarray = TARGET_OFF
     target_offsets = np.asarray(target_offsets, dtype=np.float64)
     target_lengths = np.linalg.norm(target_offsets, axis=-1)
     if target_offsets.shape != (NUM_JOINTS, 3) or (target_lengths[1:] < _MIN_LENGTH).any():
-        raise InvalidRequest(
+        raise ValueError(
             f"target_offsets must be ({NUM_JOINTS}, 3) with non-zero bones, got shape {target_offsets.shape}")
     bones = _bone_vectors(joints)
     lengths = np.linalg.norm(bones, axis=-1)
     if (lengths < _MIN_LENGTH).any():
         frame, bone = np.argwhere(lengths < _MIN_LENGTH)[0]
-        raise InvalidRequest(f"joint {bone + 1} coincides with its parent at frame {frame}: bone has no direction")
+        raise ValueError(f"joint {bone + 1} coincides with its parent at frame {frame}: bone has no direction")
     scale = target_lengths[list(_SCALE_BONES)].sum() / lengths[0, [b - 1 for b in _SCALE_BONES]].sum()
     directions = bones / lengths[..., None]
     out = np.empty_like(joints)
@@ -98,7 +98,7 @@ def _forward_from_across(across: np.ndarray) -> np.ndarray:
     """Up x normalised(across): the horizontal forward direction (not unit) for a left-right vector."""
     norm = np.linalg.norm(across, axis=-1, keepdims=True)
     if (norm < _MIN_LENGTH).any():
-        raise InvalidRequest("cannot tell which way the body faces: hips and shoulders coincide")
+        raise ValueError("cannot tell which way the body faces: hips and shoulders coincide")
     unit = across / norm
     return np.stack([unit[..., 2], np.zeros_like(unit[..., 0]), -unit[..., 0]], axis=-1)
 
@@ -106,7 +106,7 @@ def _forward_from_across(across: np.ndarray) -> np.ndarray:
 def _turn_to_plus_z(forward: np.ndarray) -> np.ndarray:
     """Yaw quaternions that turn horizontal `forward` directions onto +Z."""
     if (np.linalg.norm(forward, axis=-1) < _MIN_LENGTH).any():
-        raise InvalidRequest("cannot tell which way the body faces: the hip/shoulder line is vertical")
+        raise ValueError("cannot tell which way the body faces: the hip/shoulder line is vertical")
     return quat_about_y(-np.arctan2(forward[..., 0], forward[..., 2]))
 
 

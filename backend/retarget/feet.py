@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from backend.errors import InvalidRequest
 from backend.motion.features import CONTACT_SLICE
 from backend.motion.skeleton import FEATURE_DIM, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
 
@@ -30,7 +29,7 @@ def skating_ratio(joints: np.ndarray, fps: float = 20.0, height: float = 0.05, s
     frames (uniform filter, zero padding). Heights are raw Y, so the floor must be at y = 0."""
     feet = np.asarray(joints, dtype=np.float64)[:, FOOT_JOINTS]
     if feet.shape[0] < 2:
-        raise InvalidRequest("the skating ratio needs at least 2 frames")
+        raise ValueError("the skating ratio needs at least 2 frames")
     vel = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * fps  # (T-1, 2)
     vel_avg = uniform_filter1d(vel, size=window, axis=0, mode="constant")
     low = feet[..., 1] < height
@@ -65,7 +64,7 @@ def predicted_contacts(features: np.ndarray) -> np.ndarray:
     either)."""
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
-        raise InvalidRequest(f"contacts need (T, {FEATURE_DIM}) features, got shape {features.shape}")
+        raise ValueError(f"contacts need (T, {FEATURE_DIM}) features, got shape {features.shape}")
     return features[:, CONTACT_SLICE][:, [1, 3]] > 0.5  # columns: left ankle, left foot, right ankle, right foot
 
 

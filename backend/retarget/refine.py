@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.errors import InvalidRequest
 from backend.motion.rotations import matrix_to_quat, quat_to_matrix
 from backend.retarget.ik import continuous
 from backend.motion.skeleton import NUM_JOINTS, PARENTS
@@ -116,7 +115,7 @@ def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: Rest
     directions on a source shaped unlike the target).
     """
     if np.shape(target) != np.shape(local_quats)[:2] + (3,) or np.shape(root_translation) != (len(target), 3):
-        raise InvalidRequest(f"refine needs root (T, 3), rotations (T, 22, 4) and target (T, 22, 3); got "
+        raise ValueError(f"refine needs root (T, 3), rotations (T, 22, 4) and target (T, 22, 3); got "
                              f"{np.shape(root_translation)}, {np.shape(local_quats)}, {np.shape(target)}")
     dev = torch.device(device)
     threads = torch.get_num_threads()

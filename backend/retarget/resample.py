@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from backend.errors import InvalidRequest
 from backend.motion.rotations import quat_inv, quat_mul
 from backend.retarget.ik import continuous
 
@@ -23,7 +22,7 @@ from backend.retarget.ik import continuous
 def resampled_length(num_frames: int, fps: float, target_fps: float) -> int:
     """Number of frames at `target_fps` with the same duration as `num_frames` at `fps`."""
     if not (np.isfinite(fps) and np.isfinite(target_fps) and fps > 0 and target_fps > 0):
-        raise InvalidRequest(f"frame rates must be positive and finite, got {fps} and {target_fps}")
+        raise ValueError(f"frame rates must be positive and finite, got {fps} and {target_fps}")
     return max(1, int(round(num_frames * target_fps / fps)))
 
 
@@ -81,7 +80,7 @@ def resample(root_translation: np.ndarray, local_quats: np.ndarray, fps: float,
     quats = np.asarray(local_quats, dtype=np.float64)
     n = quats.shape[0]
     if n == 0 or root.shape != (n, 3):
-        raise InvalidRequest(f"resample needs matching (T, 3) and (T, J, 4) arrays with T >= 1, got {root.shape} "
+        raise ValueError(f"resample needs matching (T, 3) and (T, J, 4) arrays with T >= 1, got {root.shape} "
                              f"and {quats.shape}")
     s = source_positions(n, fps, target_fps)
     i0 = np.floor(s).astype(np.int64)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from backend import __version__, limits
 
 from backend.serving import protocol
-from backend.errors import MotionLCMError
+from backend.errors import MotionLCMError, from_value_error
 
 log = logging.getLogger("motionlcm.server")
 
@@ -160,6 +160,8 @@ class Session:
             except Exception as exc:  # the worker must survive anything a request does
                 if not isinstance(exc, MotionLCMError):
                     log.error("request %r failed:\n%s", job.request_id, traceback.format_exc())
+                if isinstance(exc, ValueError):  # math refusing the request's data (backend.errors)
+                    exc = from_value_error(exc)
                 job.sink(protocol.error_from_exception(job.request_id, exc))
             finally:
                 with self._lock:
