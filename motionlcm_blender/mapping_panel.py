@@ -8,9 +8,9 @@ from bpy.props import EnumProperty, StringProperty
 from bpy.types import Operator, Panel
 
 from . import character, mapping_store, session
+from .panel import SidebarPanel
 from .rig_mapping import JOINT_NAMES, RigMappingError, custom_mapping, missing_chains
 
-CATEGORY = "MotionLCM"
 _preset_items: list[tuple[str, str, str]] = []  # kept alive: Blender does not own dynamic enum strings
 
 
@@ -121,12 +121,9 @@ class MOTIONLCM_OT_mapping_load(_MappingOperator, Operator):
         return {"FINISHED"}
 
 
-class MOTIONLCM_PT_bone_mapping(Panel):
+class MOTIONLCM_PT_bone_mapping(SidebarPanel, Panel):
     bl_label = "Bone Mapping"
     bl_parent_id = "MOTIONLCM_PT_target"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:

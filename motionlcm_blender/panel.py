@@ -7,10 +7,17 @@ import textwrap
 import bpy
 from bpy.types import Panel, UIList
 
-from . import character, request_builder, session
+from . import request_builder, session
 
-CATEGORY = "MotionLCM"
 WRAP_PIXELS_PER_CHAR = 7  # rough width of a UI character, to wrap long prompts and messages
+
+
+class SidebarPanel:
+    """Where every MotionLCM panel lives: the 3D viewport's sidebar, under its own tab."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MotionLCM"
 
 
 def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str = "NONE") -> None:
@@ -51,12 +58,9 @@ class MOTIONLCM_UL_history(UIList):
         layout.label(text=f"{item.prompt} (seed {item.seed})", icon="ACTION")
 
 
-class MOTIONLCM_PT_main(Panel):
+class MOTIONLCM_PT_main(SidebarPanel, Panel):
     bl_label = "MotionLCM"
     bl_idname = "MOTIONLCM_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -97,12 +101,9 @@ class MOTIONLCM_PT_main(Panel):
         _draw_run(layout, context)
 
 
-class MOTIONLCM_PT_target(Panel):
+class MOTIONLCM_PT_target(SidebarPanel, Panel):
     bl_label = "Target"
     bl_parent_id = "MOTIONLCM_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -113,12 +114,9 @@ class MOTIONLCM_PT_target(Panel):
         layout.operator("motionlcm.create_character", icon="OUTLINER_OB_ARMATURE")
 
 
-class MOTIONLCM_PT_controls(Panel):
+class MOTIONLCM_PT_controls(SidebarPanel, Panel):
     bl_label = "Trajectory Controls"
     bl_parent_id = "MOTIONLCM_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -146,12 +144,9 @@ class MOTIONLCM_PT_controls(Panel):
         sub.prop(settings, "tuning_iterations")
 
 
-class MOTIONLCM_PT_history(Panel):
+class MOTIONLCM_PT_history(SidebarPanel, Panel):
     bl_label = "History"
     bl_parent_id = "MOTIONLCM_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

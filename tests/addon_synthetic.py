@@ -4,6 +4,7 @@ a generate result whose `joints` are the forward kinematics of its rotations (do
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from backend.motion.skeleton import JOINT_NAMES, PARENTS, RAW_OFFSETS
 
@@ -113,3 +114,16 @@ def drive(shell, context, timeout: float = 180.0, on_tick=None) -> set[str]:
             on_tick(shell._run)
         time.sleep(0.02)
     return outcome
+
+
+@pytest.fixture(scope="module")
+def addon():
+    """The add-on registered once for a test module (registration survives a factory reset); unregistering
+    stops its backend."""
+    import bpy
+    import motionlcm_blender
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    motionlcm_blender.register()
+    yield
+    motionlcm_blender.unregister()

@@ -18,8 +18,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import motionlcm_blender  # noqa: E402
-from addon_synthetic import Event, drive, operator_shell, skeleton_reply  # noqa: E402
+from addon_synthetic import Event, addon, drive, operator_shell, skeleton_reply  # noqa: E402,F401 (addon: a fixture)
 from backend_doubles import make_random_checkpoint  # noqa: E402
 from conftest import REPO  # noqa: E402
 from motionlcm_blender import character, client, session  # noqa: E402
@@ -33,15 +32,6 @@ TICK_SECONDS = 0.02
 def backend_config(tmp_path_factory):
     checkpoint = make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
     return {"python": sys.executable, "backend_root": str(REPO), "checkpoint": str(checkpoint), "device": "cpu"}
-
-
-@pytest.fixture(scope="module")
-def addon():
-    """Registered once for the module (registration survives a factory reset); unregistering stops the backend."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    motionlcm_blender.register()
-    yield
-    motionlcm_blender.unregister()
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import motionlcm_blender  # noqa: E402
-from addon_synthetic import drive, operator_shell  # noqa: E402
+from addon_synthetic import addon, drive, operator_shell  # noqa: E402,F401 (addon: a fixture)
 from backend.motion import Motion  # noqa: E402
 from backend.retarget import Retargeted, RestSkeleton, default_skeleton, retarget  # noqa: E402
 from backend.motion.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
@@ -24,14 +23,6 @@ from test_smpl_model import on_floor, write_synthetic_model  # noqa: E402
 
 SCENE_FPS = 24
 CURSOR = (1.0, 2.0, 0.0)
-
-
-@pytest.fixture(scope="module")
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    motionlcm_blender.register()
-    yield
-    motionlcm_blender.unregister()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the protocol), the add-on never imports torch, and no module-level import circle
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from conftest import REPO
 

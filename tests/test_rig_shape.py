@@ -51,7 +51,7 @@ def _rig(layout: str, t_pose: bool) -> tuple[list[str], list[int], np.ndarray, d
     for j in (3, 6, 9):
         add(JOINTS[j], spine_parent if j == 3 else JOINTS[PARENTS[j]], heads[j])
     if layout == "daz":  # a fourth spine bone between spine2 and spine3
-        index["spine3"], old = len(bones), bones  # re-add spine3 under an extra bone
+        index["spine3"] = len(bones)  # re-add spine3 under an extra bone
         bones.pop()
         add("chest_lower", "spine2", mid(6, 9, 0.5))
         add("spine3", "chest_lower", heads[9])

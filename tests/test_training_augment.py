@@ -134,7 +134,12 @@ def test_every_stage_trains_on_the_configured_augmentation(stage, monkeypatch, t
     def spy(*args, **kwargs):
         raise Built(kwargs)
 
-    monkeypatch.setattr(module, "HumanML3D", spy)
+    import training.common
+
+    # The text stages build their training set in training.common.start_text_stage; the VAE stage builds its own.
+    monkeypatch.setattr(training.common, "HumanML3D", spy)
+    if hasattr(module, "HumanML3D"):
+        monkeypatch.setattr(module, "HumanML3D", spy)
     with pytest.raises(Built) as built:
         module.main(tmp_path, tmp_path / "run", preset="tiny", overrides=["augment.reverse=0.5"])
     assert built.value.args[0]["augmentation"] == Augment(reverse=0.5)

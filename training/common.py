@@ -7,7 +7,7 @@ import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from backend.models import ModelConfig, MotionLCM
 
 from .data.augment import Augment
 from .data.dataset import ControlSpec, HumanML3D
+from .runtime import Context, setup
 from .settings import TrainSettings
 
 STAGES = ("vae", "mld", "lcm", "controlnet")
@@ -152,6 +153,30 @@ class TextEmbedder:
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------
+
+class TextStage(NamedTuple):
+    """What the three text-conditioned stages (mld, lcm, controlnet) start from."""
+
+    cfg: dict
+    seed: int
+    ctx: Context
+    dataset: HumanML3D
+    settings: TrainSettings
+    text: TextEmbedder
+
+
+def start_text_stage(stage: str, data: str | Path, preset: str, overrides: list[str] | None,
+                     config: str | Path | None) -> TextStage:
+    """Config, seeded process, training set (with control windows for the ControlNet), settings, warm text cache."""
+    cfg = load_stage_config(stage, preset, overrides, config)
+    seed = int(cfg["train"]["seed"])
+    ctx = setup(seed)
+    control = control_spec(cfg) if stage == "controlnet" else None
+    dataset = HumanML3D(data, "train", seed=seed, control=control, augmentation=augmentation(cfg))
+    text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
+    text.warm(dataset)
+    return TextStage(cfg, seed, ctx, dataset, train_settings(cfg, len(dataset), ctx.world_size), text)
+
 
 def stage_dir(out: str | Path, stage: str) -> Path:
     return Path(out) / stage

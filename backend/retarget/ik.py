@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from backend.errors import InvalidRequest
 from backend.motion.humanml3d_skeleton import check_joints
 from backend.motion.rotations import matrix_to_quat, quat_continuous
 from backend.motion.skeleton import JOINT_INDEX as J

@@ -35,11 +35,10 @@ from backend.motion.features import denormalize, features_to_joints
 from backend.models import MotionLCM
 from backend.generation.schedulers import LCMScheduler, guidance_scale_embedding
 
-from ..common import (Objective, TextEmbedder, augmentation, control_spec, export, load_stage_config, load_stage_output,
-                      model_config, stage_dir, train_settings)
+from ..common import Objective, TextEmbedder, export, load_stage_output, model_config, stage_dir, start_text_stage
 from ..data.dataset import HumanML3D, collate
 from ..engine import TrainResult, train
-from ..runtime import barrier, setup
+from ..runtime import barrier
 
 
 def masked_control_loss(joints: torch.Tensor, target: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
@@ -118,13 +117,7 @@ def pretrain_trajectory_encoder(model: MotionLCM, dataset: HumanML3D, steps: int
 
 def main(data: str | Path, out: str | Path, *, preset: str = "default", overrides: list[str] | None = None,
          config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
-    cfg = load_stage_config("controlnet", preset, overrides, config)
-    seed = int(cfg["train"]["seed"])
-    ctx = setup(seed)
-    dataset = HumanML3D(data, "train", seed=seed, control=control_spec(cfg), augmentation=augmentation(cfg))
-    settings = train_settings(cfg, len(dataset), ctx.world_size)
-    text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
-    text.warm(dataset)
+    cfg, seed, ctx, dataset, settings, text = start_text_stage("controlnet", data, preset, overrides, config)
     lcm_model = load_stage_output(out, "lcm")
     model = MotionLCM(model_config(cfg, text.dim, time_cond_proj_dim=lcm_model.denoiser.time_cond_proj_dim,
                                    controlnet=True))

@@ -17,11 +17,9 @@ import torch
 from backend.models import MotionLCM
 from backend.generation.schedulers import LCMScheduler, guidance_scale_embedding
 
-from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
-                      model_config, stage_dir, train_settings)
-from ..data.dataset import HumanML3D
+from ..common import Objective, TextEmbedder, export, load_stage_output, model_config, stage_dir, start_text_stage
 from ..engine import TrainResult, train
-from ..runtime import barrier, setup
+from ..runtime import barrier
 
 
 class DDIMSolver:
@@ -87,13 +85,7 @@ class LCMObjective(Objective):
 
 def main(data: str | Path, out: str | Path, *, preset: str = "default", overrides: list[str] | None = None,
          config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
-    cfg = load_stage_config("lcm", preset, overrides, config)
-    seed = int(cfg["train"]["seed"])
-    ctx = setup(seed)
-    dataset = HumanML3D(data, "train", seed=seed, augmentation=augmentation(cfg))
-    settings = train_settings(cfg, len(dataset), ctx.world_size)
-    text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
-    text.warm(dataset)
+    cfg, seed, ctx, dataset, settings, text = start_text_stage("lcm", data, preset, overrides, config)
     teacher_model = load_stage_output(out, "mld")
     distill = cfg["distill"]
     model = MotionLCM(model_config(cfg, text.dim, time_cond_proj_dim=int(distill["time_cond_proj_dim"]),

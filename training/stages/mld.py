@@ -16,11 +16,10 @@ from backend.models import MotionLCM
 from backend.generation.sampler import decode_latents, sample_ddim
 from backend.generation.schedulers import DDIMScheduler
 
-from ..common import (Objective, TextEmbedder, augmentation, export, load_stage_config, load_stage_output,
-                      model_config, stage_dir, train_settings)
+from ..common import Objective, TextEmbedder, export, load_stage_output, model_config, stage_dir, start_text_stage
 from ..data.dataset import HumanML3D, collate
 from ..engine import TrainResult, train
-from ..runtime import barrier, setup
+from ..runtime import barrier
 
 
 class MLDObjective(Objective):
@@ -62,13 +61,7 @@ def ddim_validation(model: MotionLCM, text: TextEmbedder, dataset: HumanML3D, co
 
 def main(data: str | Path, out: str | Path, *, preset: str = "default", overrides: list[str] | None = None,
          config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
-    cfg = load_stage_config("mld", preset, overrides, config)
-    seed = int(cfg["train"]["seed"])
-    ctx = setup(seed)
-    dataset = HumanML3D(data, "train", seed=seed, augmentation=augmentation(cfg))
-    settings = train_settings(cfg, len(dataset), ctx.world_size)
-    text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
-    text.warm(dataset)
+    cfg, seed, ctx, dataset, settings, text = start_text_stage("mld", data, preset, overrides, config)
     vae_model = load_stage_output(out, "vae")
     model = MotionLCM(model_config(cfg, text.dim, time_cond_proj_dim=None, controlnet=False))
     model.vae.load_state_dict(vae_model.vae.state_dict())
