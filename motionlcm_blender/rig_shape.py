@@ -39,11 +39,15 @@ COLLAR = 0.38  # a first arm bone shorter than this fraction of collar-to-wrist 
 HEAD_TOP = 0.09  # a leaf at the top of the rig this far (fraction of its size) above its parent is a head-top end
 
 
-def _subtrees(parents: Sequence[int]) -> list[list[int]]:
-    children = [[] for _ in parents]
+def _children(parents: Sequence[int]) -> list[list[int]]:
+    children: list[list[int]] = [[] for _ in parents]
     for b, p in enumerate(parents):
         if p >= 0:
             children[p].append(b)
+    return children
+
+
+def _subtrees(parents: Sequence[int], children: list[list[int]]) -> list[list[int]]:
     out: list[list[int]] = [[] for _ in parents]
     for b in reversed(_order(parents)):
         out[b] = [b] + [d for c in children[b] for d in out[c]]
@@ -74,16 +78,15 @@ def _chain_length(heads: np.ndarray, bones: list[int], parents: Sequence[int]) -
     return float(sum(np.linalg.norm(heads[b] - heads[parents[b]]) for b in bones if parents[b] >= 0))
 
 
-def _limb_pairs(parents: Sequence[int], heads: np.ndarray, subtree: list[list[int]],
+def _limb_pairs(parents: Sequence[int], children: list[list[int]], heads: np.ndarray, subtree: list[list[int]],
                 size: float) -> list[tuple[float, int, int, int]]:
     """(length, hub, first, second) for every bone whose two children start matching limbs."""
-    children = [[c for c in range(len(parents)) if parents[c] == b] for b in range(len(parents))]
     pairs = []
     for hub, kids in enumerate(children):
+        length = {c: _chain_length(heads, subtree[c], parents) + np.linalg.norm(heads[c] - heads[hub]) for c in kids}
         for i, a in enumerate(kids):
             for b in kids[i + 1:]:
-                la = _chain_length(heads, subtree[a], parents) + np.linalg.norm(heads[a] - heads[hub])
-                lb = _chain_length(heads, subtree[b], parents) + np.linalg.norm(heads[b] - heads[hub])
+                la, lb = length[a], length[b]
                 if len(subtree[a]) != len(subtree[b]) or min(la, lb) < MIN_LIMB * size:
                     continue
                 if abs(la - lb) <= LIMB_TOLERANCE * max(la, lb):
@@ -91,11 +94,11 @@ def _limb_pairs(parents: Sequence[int], heads: np.ndarray, subtree: list[list[in
     return sorted(pairs, reverse=True)
 
 
-def _chain(start: int, parents: Sequence[int], subtree: list[list[int]]) -> list[int]:
+def _chain(start: int, children: list[list[int]], subtree: list[list[int]]) -> list[int]:
     """From `start` down the child with the largest subtree, to a hand (3+ children) or a leaf."""
     out = [start]
     while True:
-        kids = [c for c in range(len(parents)) if parents[c] == out[-1]]
+        kids = children[out[-1]]
         if not kids or len(kids) >= 3:
             return out
         out.append(max(kids, key=lambda c: len(subtree[c])))
@@ -120,8 +123,9 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
     if len(names) != len(parents) or heads.shape != (len(names), 3):
         raise ValueError("names, parents and heads (N, 3) must describe the same bones")
     size = float(np.ptp(heads, axis=0).max()) if len(heads) else 0.0
-    subtree = _subtrees(parents)
-    pairs = _limb_pairs(parents, heads, subtree, size)
+    children = _children(parents)
+    subtree = _subtrees(parents, children)
+    pairs = _limb_pairs(parents, children, heads, subtree, size)
     hubs: list[tuple[float, int, int, int]] = []
     for pair in pairs:  # the two longest pairs under different bones, neither inside the other's limbs
         if all(pair[1] != h[1] and pair[1] not in subtree[h[2]] + subtree[h[3]] for h in hubs):
@@ -137,7 +141,8 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
     if pelvis == hub_b or (pelvis != hub_a and len(up_a) > len(up_b)):
         hubs.reverse()
     (_, leg_hub, leg_a, leg_b), (_, arm_hub, arm_a, arm_b) = hubs
-    spine = list(reversed(_ancestors(parents, arm_hub)[:_ancestors(parents, arm_hub).index(pelvis)]))
+    up_arms = _ancestors(parents, arm_hub)
+    spine = list(reversed(up_arms[:up_arms.index(pelvis)]))
     up = heads[arm_hub] - heads[pelvis]
     up /= max(np.linalg.norm(up), 1e-9)
     bones: dict[str, int] = {"pelvis": pelvis, "spine3": arm_hub}
@@ -146,9 +151,9 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
         bones["spine1"] = between[0]
     if len(between) >= 2:
         bones["spine2"] = between[len(between) // 2]
-    others = [c for c in range(len(parents)) if parents[c] == arm_hub and c not in (arm_a, arm_b)]
+    others = [c for c in children[arm_hub] if c not in (arm_a, arm_b)]
     if others:
-        neck = _chain(max(others, key=lambda c: len(subtree[c])), parents, subtree)
+        neck = _chain(max(others, key=lambda c: len(subtree[c])), children, subtree)
         bones["neck"] = neck[0]
         last = neck[-1]
         head_top = len(neck) >= 3 and float(heads[last] @ up) >= float(np.max(heads @ up)) - 1e-6 \
@@ -157,7 +162,7 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
             bones["head"] = neck[-2] if head_top else last
     legs = {}
     for start in (leg_a, leg_b):
-        chain = _chain(start, parents, subtree)
+        chain = _chain(start, children, subtree)
         hip = next((i for i in range(len(chain) - 1)
                     if np.dot(_unit(heads[chain[i + 1]] - heads[chain[i]]), -up) > DOWN_COSINE), 0)
         leg = chain[hip:]
@@ -169,7 +174,7 @@ def map_by_shape(names: Sequence[str], parents: Sequence[int], heads: np.ndarray
             legs[start]["foot"] = leg[ankle + 1]
     arms = {}
     for start in (arm_a, arm_b):
-        chain = _chain(start, parents, subtree)
+        chain = _chain(start, children, subtree)
         arm = {}
         first = np.linalg.norm(heads[chain[1]] - heads[chain[0]]) if len(chain) > 1 else 0.0
         if len(chain) >= 4 and first < COLLAR * np.linalg.norm(heads[chain[-1]] - heads[chain[0]]):

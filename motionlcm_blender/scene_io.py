@@ -114,23 +114,31 @@ def _bake_all(context: bpy.types.Context, obj: bpy.types.Object, result: dict[st
             action = rig_transfer.bake_to_rig(obj, variation, name, plan.start_frame,
                                               frame_step=plan.scene_fps / float(result["fps"]), preset=plan.mapping,
                                               props=props, rest_joints=result["rest_joints"])
-            note = rig_transfer.travel_note_for(obj, plan.mapping)
-            if note and note not in plan.notes:
-                plan.notes.append(note)
         else:
             action = bake.bake_variation(obj, list(result["joint_names"]), variation, float(result["fps"]),
                                          plan.start_frame, plan.scene_fps, name, props, plan.unit_scale)
         actions.append(action)
         _add_history(context, plan, int(variation["seed"]), action, obj)
-    if plan.target == RIG and not mapping_store.stored_mapping(obj)[0]:  # a regenerate reuses the mapping used
-        from . import rig_transfer
-
-        used = rig_transfer.mapping_of(obj, plan.mapping)
-        mapping_store.store_mapping(obj, used.bones, used.root_bone)
-        if used.preset == "shape":  # shown for confirmation: the panel lists what the shape decided
-            plan.notes.append(f"No preset knows the bone names of '{obj.name}': they were mapped by shape. Check "
-                              "the mapping in Target > Bone Mapping.")
+    if plan.target == RIG:
+        _note_rig_mapping(obj, plan)
     return actions
+
+
+def _note_rig_mapping(obj: bpy.types.Object, plan: GenerationPlan) -> None:
+    """Once per generation (the same for every variation): where the travel went, and the mapping used, stored
+    so that a regenerate reuses it."""
+    from . import rig_transfer
+
+    note = rig_transfer.travel_note_for(obj, plan.mapping)
+    if note and note not in plan.notes:
+        plan.notes.append(note)
+    if mapping_store.stored_mapping(obj)[0]:
+        return
+    used = rig_transfer.mapping_of(obj, plan.mapping)
+    mapping_store.store_mapping(obj, used.bones, used.root_bone)
+    if used.preset == "shape":  # shown for confirmation: the panel lists what the shape decided
+        plan.notes.append(f"No preset knows the bone names of '{obj.name}': they were mapped by shape. Check "
+                          "the mapping in Target > Bone Mapping.")
 
 
 def _add_history(context: bpy.types.Context, plan: GenerationPlan, seed: int, action: bpy.types.Action,

@@ -31,8 +31,10 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from backend.generation.controls import JointControl
 from backend.motion.features import RIC_SLICE, VELOCITY_SLICE
-from backend.retarget.feet import two_bone_ik
-from backend.motion.skeleton import FPS, JOINT_INDEX, NUM_JOINTS, PARENTS
+from backend.motion.humanml3d_skeleton import forward_from_across
+from backend.motion.rotations import quat_about_y, quat_between, quat_rotate
+from backend.motion.skeleton import FPS, JOINT_INDEX, NUM_JOINTS, subtree
+from backend.retarget.feet import LEGS, two_bone_ik
 
 MOVING_SPEED = 0.3  # m/s: below it (either path) the travel direction means nothing, so heading is not turned
 HEADING_SIGMA = 4.0  # frames: how fast the heading follows a turn of the path (0.2 s)
@@ -45,24 +47,12 @@ LEAN_STEPS = 9  # lean fractions tried for a wrist beyond arm's length
 ERROR_WARNING = (0.05, 0.15)  # metres, mean and max: a fitted control further off than this is reported
 
 _J = JOINT_INDEX
-_LEGS = ((_J["left_hip"], _J["left_knee"], _J["left_ankle"], _J["left_foot"]),
-         (_J["right_hip"], _J["right_knee"], _J["right_ankle"], _J["right_foot"]))
 _ARMS = {"left_wrist": (_J["left_shoulder"], _J["left_elbow"], _J["left_wrist"]),
          "right_wrist": (_J["right_shoulder"], _J["right_elbow"], _J["right_wrist"])}
-_LEG_OF_FOOT = {"left_foot": _LEGS[0], "right_foot": _LEGS[1]}
-
-
-def _subtree(root: int) -> list[int]:
-    out = [root]
-    for j in range(NUM_JOINTS):
-        if PARENTS[j] in out:
-            out.append(j)
-    return out
-
-
-_UPPER_BODY = _subtree(_J["spine2"])  # what turns about spine1 when the spine bends or leans
-_ABOVE_SPINE3 = [j for j in _subtree(_J["spine3"]) if j != _J["spine3"]]
-_LOWER_LEGS = [j for leg in _LEGS for j in leg[1:]]  # knees, ankles, feet: kept by IK when the pelvis height moves
+_LEG_OF_FOOT = {"left_foot": LEGS[0], "right_foot": LEGS[1]}
+_UPPER_BODY = subtree(_J["spine2"])  # what turns about spine1 when the spine bends or leans
+_ABOVE_SPINE3 = subtree(_J["spine3"])[1:]
+_LOWER_LEGS = [j for leg in LEGS for j in leg[1:]]  # knees, ankles, feet: kept by IK when the pelvis height moves
 
 
 @dataclass
@@ -143,11 +133,9 @@ def heading_change(draft_xz: np.ndarray, target_xz: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(draft_xz)), np.flatnonzero(known), angle)
 
 
-def _yaw(angle: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors (..., 3) by `angle` (broadcast over leading axes) about +Y: direction angle + `angle`."""
-    c, s = np.cos(angle), np.sin(angle)
-    x, z = v[..., 0], v[..., 2]
-    return np.stack([x * c + z * s, v[..., 1], -x * s + z * c], axis=-1)
+def _yaw(angle: np.ndarray | float, v: np.ndarray) -> np.ndarray:
+    """Vectors (..., 3) turned by `angle` (broadcast over leading axes) about +Y: direction angle + `angle`."""
+    return quat_rotate(quat_about_y(np.asarray(angle, dtype=np.float64)), v)
 
 
 def _set_pelvis_height(joints: np.ndarray, height: np.ndarray) -> np.ndarray:
@@ -157,7 +145,7 @@ def _set_pelvis_height(joints: np.ndarray, height: np.ndarray) -> np.ndarray:
     upper = [j for j in range(NUM_JOINTS) if j not in _LOWER_LEGS]
     out[:, upper, 1] += dy[:, None]
     forward = _forward(out)
-    for hip, knee, ankle, foot in _LEGS:
+    for hip, knee, ankle, foot in LEGS:
         lift = out[:, hip] - joints[:, hip]  # the knee starts where the hip took it, to keep its bend plane
         knee_p, ankle_p = two_bone_ik(out[:, hip], joints[:, knee] + lift, joints[:, ankle] + lift,
                                       joints[:, ankle], forward)
@@ -168,8 +156,7 @@ def _set_pelvis_height(joints: np.ndarray, height: np.ndarray) -> np.ndarray:
 
 def _forward(joints: np.ndarray) -> np.ndarray:
     """Horizontal forward directions (T, 3) from the hips: where knees bend."""
-    across = joints[:, _J["left_hip"]] - joints[:, _J["right_hip"]]
-    return np.stack([-across[:, 2], np.zeros(len(joints)), across[:, 0]], axis=-1)  # across x up
+    return forward_from_across(joints[:, _J["right_hip"]] - joints[:, _J["left_hip"]])
 
 
 def fit_pelvis(joints: np.ndarray, control: JointControl, warnings: list[str], scale: float = 1.0) -> np.ndarray:
@@ -214,29 +201,24 @@ def fit_head(joints: np.ndarray, control: JointControl) -> np.ndarray:
     goal = joints[:, head] + _offsets(control, joints[:, head], length, hold=False)
     new_spine3, new_head = two_bone_ik(joints[:, spine1], joints[:, spine3], joints[:, head], goal, _forward(joints))
     out = _turn_subtree(joints, spine1, _UPPER_BODY,
-                        _rotation_between(joints[:, spine3] - joints[:, spine1], new_spine3 - joints[:, spine1]))
-    return _turn_subtree(out, spine3, _ABOVE_SPINE3,
-                         _rotation_between(out[:, head] - out[:, spine3], new_head - out[:, spine3]))
+                        _arc(joints[:, spine3] - joints[:, spine1], new_spine3 - joints[:, spine1]))
+    return _turn_subtree(out, spine3, _ABOVE_SPINE3, _arc(out[:, head] - out[:, spine3], new_head - out[:, spine3]))
 
 
-def _rotation_between(u: np.ndarray, v: np.ndarray, fraction: np.ndarray | float = 1.0) -> np.ndarray:
-    """(T, 3, 3) rotations by `fraction` (T,) of the shortest arc taking directions u to v (Rodrigues)."""
-    u = u / np.linalg.norm(u, axis=-1, keepdims=True).clip(min=1e-9)
-    v = v / np.linalg.norm(v, axis=-1, keepdims=True).clip(min=1e-9)
-    axis = np.cross(u, v)
-    angle = np.arctan2(np.linalg.norm(axis, axis=-1), (u * v).sum(-1)) * fraction
-    k = axis / np.linalg.norm(axis, axis=-1).clip(min=1e-12)[:, None]
-    kx = np.zeros((len(u), 3, 3))
-    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    kx -= kx.transpose(0, 2, 1)
-    return np.eye(3) + np.sin(angle)[:, None, None] * kx + (1 - np.cos(angle))[:, None, None] * kx @ kx
+def _arc(u: np.ndarray, v: np.ndarray, fraction: np.ndarray | float = 1.0) -> np.ndarray:
+    """(T, 4) unit quaternions turning by `fraction` (T,) of the shortest arc from directions u to v."""
+    q = quat_between(u, v)
+    sin_half = np.linalg.norm(q[:, 1:], axis=-1)
+    half = np.arctan2(sin_half, q[:, 0]) * fraction
+    axis = q[:, 1:] / sin_half.clip(min=1e-12)[:, None]
+    return np.concatenate([np.cos(half)[:, None], axis * np.sin(half)[:, None]], axis=-1)
 
 
-def _turn_subtree(joints: np.ndarray, pivot: int, subtree: list[int], rot: np.ndarray) -> np.ndarray:
-    """`subtree`'s joints rotated by `rot` (T, 3, 3) about joint `pivot`."""
+def _turn_subtree(joints: np.ndarray, pivot: int, joints_moved: list[int], rot: np.ndarray) -> np.ndarray:
+    """`joints_moved` turned by the quaternions `rot` (T, 4) about joint `pivot`."""
     centre = joints[:, pivot, None]
     out = joints.copy()
-    out[:, subtree] = np.einsum("tij,tkj->tki", rot, joints[:, subtree] - centre) + centre
+    out[:, joints_moved] = quat_rotate(rot[:, None], joints[:, joints_moved] - centre) + centre
     return out
 
 
@@ -247,12 +229,11 @@ def _lean_towards(joints: np.ndarray, shoulder: int, reach: np.ndarray, goal: np
     fractions = np.linspace(0.0, 1.0, LEAN_STEPS)
     need = np.ones(len(joints))
     for f in fractions[::-1]:  # the smallest lean that reaches
-        rot = _rotation_between(joints[:, shoulder] - spine1, goal - spine1, f)
-        moved = np.einsum("tij,tj->ti", rot, joints[:, shoulder] - spine1) + spine1
+        moved = quat_rotate(_arc(joints[:, shoulder] - spine1, goal - spine1, f), joints[:, shoulder] - spine1) + spine1
         need = np.where(np.linalg.norm(goal - moved, axis=-1) <= reach, f, need)
     need = np.maximum(gaussian_filter1d(maximum_filter1d(need, 5), 1.5, mode="nearest"), need)
     return _turn_subtree(joints, _J["spine1"], _UPPER_BODY,
-                         _rotation_between(joints[:, shoulder] - spine1, goal - spine1, need))
+                         _arc(joints[:, shoulder] - spine1, goal - spine1, need))
 
 
 def fit_limb(joints: np.ndarray, control: JointControl) -> np.ndarray:

@@ -38,7 +38,7 @@ def _check_inputs(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor,
         raise ValueError(f"z_T must be (B, {cfg.latent_size}, {cfg.latent_channels}), got {tuple(z_T.shape)}")
     if text_emb.dim() != 3 or text_emb.shape[0] != z_T.shape[0] or text_emb.shape[-1] != cfg.text_dim:
         raise ValueError(f"text embeddings must be (B={z_T.shape[0]}, tokens, {cfg.text_dim}), "
-                             f"got {tuple(text_emb.shape)}")
+                         f"got {tuple(text_emb.shape)}")
     if (hint is None) != (hint_mask is None):
         raise ValueError("hint and hint_mask must be given together")
     if hint is None:
@@ -48,7 +48,7 @@ def _check_inputs(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor,
     if hint.shape != hint_mask.shape or hint.dim() != 4 or hint.shape[0] != z_T.shape[0] \
             or tuple(hint.shape[2:]) != (cfg.traj_encoder.njoints, 3):
         raise ValueError(f"hint and hint_mask must both be (B, T, {cfg.traj_encoder.njoints}, 3), "
-                             f"got {tuple(hint.shape)} and {tuple(hint_mask.shape)}")
+                         f"got {tuple(hint.shape)} and {tuple(hint_mask.shape)}")
 
 
 def _seq_first(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +89,7 @@ def _sample_lcm(model: MotionLCM, text_emb: torch.Tensor, z_T: torch.Tensor, hin
     timesteps = scheduler.set_timesteps(steps)
     if noise is not None and (len(noise) != steps - 1 or any(n.shape != z_T.shape for n in noise)):
         raise ValueError(f"{steps}-step sampling re-noises {steps - 1} times: expected {steps - 1} noise "
-                             f"tensors of shape {tuple(z_T.shape)}, got {[tuple(n.shape) for n in noise]}")
+                         f"tensors of shape {tuple(z_T.shape)}, got {[tuple(n.shape) for n in noise]}")
     if guidance is None:
         if steps not in CFG_STEP_MAP:
             raise ValueError(f"no default guidance for {steps} steps: pass guidance explicitly")

@@ -93,7 +93,7 @@ class LCMScheduler(_BetaSchedule):
     def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
         if num_inference_steps not in self.timesteps_step_map:
             raise ValueError(f"LCM sampling supports {sorted(self.timesteps_step_map)} steps, "
-                                 f"got {num_inference_steps}")
+                             f"got {num_inference_steps}")
         self.timesteps = torch.tensor(self.timesteps_step_map[num_inference_steps], dtype=torch.long)
         self._index = 0
         return self.timesteps

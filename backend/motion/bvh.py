@@ -195,7 +195,7 @@ def format_bvh(names: list[str] | tuple[str, ...], parents: list[int] | tuple[in
     if (len(parents) != joints or offsets.shape != (joints, 3) or local_quats.shape[1:] != (joints, 4)
             or root_positions.shape != (frames, 3)):
         raise ValueError("format_bvh: names, parents, offsets (J,3), local_quats (F,J,4) and root_positions (F,3)"
-                             " must agree")
+                         " must agree")
     if parents[0] != -1 or any(p < 0 or p >= j for j, p in enumerate(parents) if j > 0):
         raise ValueError("format_bvh: joint 0 must be the only root and every parent must precede its child")
     order = rotation_order.upper()

@@ -94,7 +94,7 @@ def uniform_skeleton(joints: np.ndarray, target_offsets: np.ndarray = TARGET_OFF
     return out
 
 
-def _forward_from_across(across: np.ndarray) -> np.ndarray:
+def forward_from_across(across: np.ndarray) -> np.ndarray:
     """Up x normalised(across): the horizontal forward direction (not unit) for a left-right vector."""
     norm = np.linalg.norm(across, axis=-1, keepdims=True)
     if (norm < _MIN_LENGTH).any():
@@ -118,7 +118,7 @@ def canonicalize(joints: np.ndarray) -> np.ndarray:
     placed = placed - placed[0, 0] * np.array([1.0, 0.0, 1.0])
     first = placed[0]
     across = (first[_RIGHT_HIP] - first[_LEFT_HIP]) + (first[_RIGHT_SHOULDER] - first[_LEFT_SHOULDER])
-    turn = _turn_to_plus_z(_forward_from_across(across))
+    turn = _turn_to_plus_z(forward_from_across(across))
     return quat_rotate(turn, placed)
 
 
@@ -143,7 +143,7 @@ def root_rotation(joints: np.ndarray, sigma: float = FACING_SMOOTHING_SIGMA) -> 
     the facing is Gaussian-smoothed over time (edges: nearest); frame 0 is forced to the identity.
     """
     across = (joints[:, _LEFT_HIP] - joints[:, _RIGHT_HIP]) + (joints[:, _RIGHT_SHOULDER] - joints[:, _LEFT_SHOULDER])
-    forward = gaussian_filter1d(_forward_from_across(across), sigma, axis=0, mode="nearest")
+    forward = gaussian_filter1d(forward_from_across(across), sigma, axis=0, mode="nearest")
     facing = _turn_to_plus_z(forward)
     facing[0] = (1.0, 0.0, 0.0, 0.0)
     return facing

@@ -18,6 +18,16 @@ PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13
 NUM_JOINTS = 22
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
 
+
+def subtree(joint: int) -> list[int]:
+    """`joint` and every joint below it, in joint order (a parent precedes its children)."""
+    out = [joint]
+    for j in range(joint + 1, NUM_JOINTS):
+        if PARENTS[j] in out:
+            out.append(j)
+    return out
+
+
 # Joints that ControlNet can constrain (the OmniControl set).
 CONTROL_JOINTS: dict[str, int] = {
     "pelvis": 0, "left_foot": 10, "right_foot": 11, "head": 15, "left_wrist": 20, "right_wrist": 21,

@@ -20,7 +20,7 @@ import torch
 
 from backend.motion.rotations import matrix_to_quat, quat_to_matrix
 from backend.retarget.ik import continuous
-from backend.motion.skeleton import NUM_JOINTS, PARENTS
+from backend.motion.skeleton import NUM_JOINTS, PARENTS, subtree
 from backend.retarget.rest_pose import RestSkeleton
 
 _SWEEPS = 3
@@ -47,10 +47,6 @@ def _ancestors(j: int) -> list[int]:
     return out
 
 
-def _subtree(j: int) -> list[int]:
-    return [k for k in range(NUM_JOINTS) if k == j or j in _ancestors(k)]
-
-
 _LEVELS, _UNORDER = _levels(PARENTS)
 _MOVERS = [j for j in range(NUM_JOINTS) if j in PARENTS]  # joints with children
 # (moved joint k, index of a mover above it, the joint whose offset from the mover moves k): the non-zero 3x3
@@ -61,7 +57,7 @@ _PAIRS = [(k, _MOVERS.index(j), k) for k in range(1, NUM_JOINTS) for j in _ances
 # direction the analytic solve gave it.
 _BRANCHES = [j for j in range(NUM_JOINTS) if PARENTS.count(j) > 1]
 _BRANCH_PAIRS = [(k, _BRANCHES.index(j), c) for j in _BRANCHES for c in range(NUM_JOINTS) if PARENTS[c] == j
-                 for k in _subtree(c)]
+                 for k in subtree(c)]
 
 
 def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,7 +112,7 @@ def refine(root_translation: np.ndarray, local_quats: np.ndarray, skeleton: Rest
     """
     if np.shape(target) != np.shape(local_quats)[:2] + (3,) or np.shape(root_translation) != (len(target), 3):
         raise ValueError(f"refine needs root (T, 3), rotations (T, 22, 4) and target (T, 22, 3); got "
-                             f"{np.shape(root_translation)}, {np.shape(local_quats)}, {np.shape(target)}")
+                         f"{np.shape(root_translation)}, {np.shape(local_quats)}, {np.shape(target)}")
     dev = torch.device(device)
     threads = torch.get_num_threads()
     if dev.type == "cpu":  # tiny batched matrices: one intra-op thread is fastest, more stall on a busy CPU (4x)

@@ -81,7 +81,7 @@ def resample(root_translation: np.ndarray, local_quats: np.ndarray, fps: float,
     n = quats.shape[0]
     if n == 0 or root.shape != (n, 3):
         raise ValueError(f"resample needs matching (T, 3) and (T, J, 4) arrays with T >= 1, got {root.shape} "
-                             f"and {quats.shape}")
+                         f"and {quats.shape}")
     s = source_positions(n, fps, target_fps)
     i0 = np.floor(s).astype(np.int64)
     i1 = np.minimum(i0 + 1, n - 1)
