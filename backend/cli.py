@@ -7,29 +7,32 @@ this module only assembles them. Progress and timings go to stderr, results to f
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from backend.errors import MotionLCMError
 
 
-def _subcommand_modules():
-    # Imported on use, not at module import: backend.cli must stay cheap to import.
-    from backend.commands import convert, demo, generate, replay, retarget
-    from backend.serving import server
-
-    return (generate, demo, replay, convert, retarget, server)
+# Subcommand -> the module that registers it (`add_parser(subparsers)`) and runs it.
+COMMANDS = {"generate": "backend.commands.generate", "demo": "backend.commands.demo",
+            "replay": "backend.commands.replay", "convert": "backend.commands.convert",
+            "retarget": "backend.commands.retarget", "serve": "backend.serving.server"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `only` one: a command then imports nothing the others need
+    (start-up time, docs/performance.md)."""
     parser = argparse.ArgumentParser(prog="motionlcm", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in _subcommand_modules():
-        module.add_parser(subparsers)
+    for name, module in COMMANDS.items():
+        if only in (None, name):
+            importlib.import_module(module).add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         result = args.func(args)
     except (MotionLCMError, ValueError) as exc:  # ValueError: math refusing the input (backend.errors)

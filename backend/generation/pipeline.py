@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,13 +20,15 @@ import torch
 from backend.checkpoints import LoadedCheckpoint, load_any
 from backend.generation.controls import JointControl, build_hint, scale_controls
 from backend.errors import CheckpointError, InvalidRequest
-from backend.generation.fitting import FitReport, fit_motion
 from backend.limits import MAX_VARIATIONS
 from backend.generation.latent_sampler import LatentSampler
 from backend.generation.latent_tuning import TuningSettings
 from backend.motion import Motion
 from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 from backend.generation.text_encoders import PromptCache, check_text_encoder, load_text_encoder
+
+if TYPE_CHECKING:  # imported on use: fitting brings scipy, 0.4 s of start-up that text-only generation skips
+    from backend.generation.fitting import FitReport
 
 # The checkpoint shipped inside the package (a folder in our safetensors + JSON format).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "default_model"
@@ -222,6 +224,8 @@ class MotionLCMPipeline:
     def _fit(joints: np.ndarray, feats: np.ndarray, controls: list[list[JointControl]], lengths: list[int],
              fit: bool, scale: float) -> list[FitReport]:
         """Fit each sample in place (its own frames only) and return the reports."""
+        from backend.generation.fitting import fit_motion
+
         reports = []
         for i, (sample, n) in enumerate(zip(controls, lengths)):
             fitted = fit_motion(joints[i, :n], feats[i, :n], sample, fit=fit, scale=scale)

