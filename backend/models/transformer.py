@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from backend.models.config import StackConfig
 from backend.models.embeddings import timestep_sinusoids
+from backend.models.cpu_inference import linear, linear_gelu, pack, run_wide
 
 
 def attention_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -36,22 +37,31 @@ class MultiheadAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
+        self.packed: dict[str, torch.Tensor] = {}  # cpu_inference copies of the q/k/v projection, once packed
+
+    def pack_weights(self) -> int:
+        """Packed copies of the q/k/v projection: whole (self-attention) and split (cross-attention)."""
+        dim = self.in_proj_weight.shape[1]
+        w_q, w_kv = self.in_proj_weight.split([dim, 2 * dim])
+        self.packed = {"qkv": pack(self.in_proj_weight), "q": pack(w_q), "kv": pack(w_kv)}
+        return len(self.packed)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention over `x`, or cross-attention to `memory`; `mask` comes from `attention_mask`."""
         batch, length, dim = x.shape
+        packed = self.packed.get
         if memory is None:
-            q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = linear(x, self.in_proj_weight, self.in_proj_bias, packed("qkv")).chunk(3, dim=-1)
         else:
             w_q, w_kv = self.in_proj_weight.split([dim, 2 * dim])
             b_q, b_kv = self.in_proj_bias.split([dim, 2 * dim])
-            q = F.linear(x, w_q, b_q)
-            k, v = F.linear(memory, w_kv, b_kv).chunk(2, dim=-1)
+            q = linear(x, w_q, b_q, packed("q"))
+            k, v = linear(memory, w_kv, b_kv, packed("kv")).chunk(2, dim=-1)
         heads = self.num_heads
         q, k, v = (t.unflatten(-1, (heads, dim // heads)).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = run_wide(batch * length, F.scaled_dot_product_attention, q, k, v, attn_mask=mask,
+                       dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
@@ -72,7 +82,7 @@ class EncoderLayer(nn.Module):
         return F.dropout(x, self.p, self.training)
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self._drop(F.gelu(self.linear1(x))))
+        return self.linear2(self._drop(linear_gelu(self.linear1, x)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
         """`keep`: compute only the first `keep` output tokens (they still attend to all of `x`)."""
