@@ -15,10 +15,13 @@ MAX_VARIATIONS = 8
 MAX_TUNING = 1000  # latent tuning iterations; about one decode and its gradient each
 GUIDANCE = (1.0, 50.0)  # accepted guidance scale range; None means the checkpoint's own
 MAX_TARGET_FPS = 240.0
+MIN_SEGMENT_SECONDS = 1.0  # a timeline segment (backend.generation.timeline)
+MAX_TIMELINE_SECONDS = 120.0  # a whole timeline, or one prompt generated in segments
 
 
 def as_dict() -> dict[str, Any]:
     """The limits as the ping reply carries them (docs/protocol.md)."""
     return {"min_frames": MIN_FRAMES, "max_frames": MAX_FRAMES, "max_prompt_chars": MAX_PROMPT_CHARS,
             "steps": list(STEPS), "max_variations": MAX_VARIATIONS, "max_tuning": MAX_TUNING,
-            "guidance": list(GUIDANCE), "max_target_fps": MAX_TARGET_FPS}
+            "guidance": list(GUIDANCE), "max_target_fps": MAX_TARGET_FPS,
+            "min_segment_seconds": MIN_SEGMENT_SECONDS, "max_timeline_seconds": MAX_TIMELINE_SECONDS}

@@ -43,6 +43,8 @@ else
 fi
 run cold_start benchmarks/bench_cold_start.py
 run control benchmarks/bench_control.py --device "$device"
+run timeline benchmarks/bench_timeline.py
+run profile_engine benchmarks/profile_engine.py
 run retarget benchmarks/bench_retarget.py
 run bake benchmarks/bench_bake.py
 run click_to_keys benchmarks/bench_click.py --device "$device"

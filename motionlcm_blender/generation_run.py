@@ -24,8 +24,8 @@ USER_ERRORS = (request_builder.RequestError, curves.CurveError, RigMappingError,
 
 
 class GenerationRun:
-    def __init__(self, character_only: bool = False) -> None:
-        self.character_only = character_only
+    def __init__(self, character_only: bool = False, continuing: bool = False) -> None:
+        self.character_only, self.continuing = character_only, continuing
         self.plan: scene_io.GenerationPlan | None = None
         self.job: BackendJob | None = None
         self.state = RUNNING
@@ -35,12 +35,14 @@ class GenerationRun:
         self.timer = None  # the operator's window timer (bpy.types.Timer), removed when the operator ends
 
     @classmethod
-    def start(cls, context: bpy.types.Context, character_only: bool = False) -> GenerationRun:
+    def start(cls, context: bpy.types.Context, character_only: bool = False,
+              continuing: bool = False) -> GenerationRun:
         """Validate and submit; the run becomes `session.run`. Returns a CANCELLED run with the message on
-        a bad setting or an unreachable backend (nothing was changed or left running)."""
-        run = cls(character_only)
+        a bad setting or an unreachable backend (nothing was changed or left running). `continuing`: extend the
+        target's animation from the current frame (Continue)."""
+        run = cls(character_only, continuing)
         try:
-            run.plan = scene_io.plan_generation(context, character_only)
+            run.plan = scene_io.plan_generation(context, character_only, continuing)
             if context.window is None:  # nothing would ever call tick()
                 raise request_builder.RequestError(
                     "Generating needs a Blender window; from a script or the command line use `motionlcm generate`.")
@@ -80,7 +82,8 @@ class GenerationRun:
             obj = scene_io.apply_generation(context, self.plan, self.job.results)
         except Exception as exc:  # apply_generation has put the scene back
             return self._fail(f"Could not apply the motion: {exc}")
-        bpy.ops.ed.undo_push(message="MotionLCM: " + ("Create Character" if self.character_only else "Generate"))
+        bpy.ops.ed.undo_push(message="MotionLCM: " + ("Create Character" if self.character_only else
+                                                      "Continue" if self.continuing else "Generate"))
         if self.character_only:
             return self._end(FINISHED, f"created {obj.name}.", session.set_info)
         fit, self.warnings = request_builder.control_summary(self.job.results.get("generate", {}))

@@ -1,6 +1,6 @@
 """Operators of the MotionLCM panel.
 
-Generate and Create Character are modal shells around generation_run.GenerationRun: execute() starts the run
+Generate, Continue and Create Character are modal shells around generation_run.GenerationRun: execute() starts the run
 (validate, submit), a window timer calls its tick() until the reply is applied, Esc or the Cancel button
 cancel it; the UI never blocks. The run pushes the single undo step itself when it applies the result, so
 these two operators have no UNDO flag; a cancelled or failed run changes nothing and pushes nothing.
@@ -9,7 +9,7 @@ these two operators have no UNDO flag; a cancelled or failed run changes nothing
 import random
 
 import bpy
-from bpy.props import BoolProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty
 from bpy.types import Operator
 
 from . import bake, request_builder, session
@@ -40,6 +40,7 @@ class _BackendOperator:
     """Modal shell shared by Generate and Create Character."""
 
     character_only = False
+    continuing = False
     _run: GenerationRun | None = None  # this operator's own run (a newer one may be session.run)
 
     @classmethod
@@ -50,7 +51,7 @@ class _BackendOperator:
         return self.execute(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        self._run = GenerationRun.start(context, self.character_only)
+        self._run = GenerationRun.start(context, self.character_only, self.continuing)
         if self._run.state != RUNNING:
             return self._finish(context)
         wm = context.window_manager
@@ -103,6 +104,16 @@ class MOTIONLCM_OT_create_character(_BackendOperator, Operator):
     character_only = True
 
 
+class MOTIONLCM_OT_continue_animation(_BackendOperator, Operator):
+    """Extend the target's current animation from the current frame: the prompt (or timeline) continues its
+    pose and movement; a new Action holds its keys up to this frame and the new motion after it"""
+
+    bl_idname = "motionlcm.continue_animation"
+    bl_label = "Continue"
+    bl_options = {"REGISTER"}
+    continuing = True
+
+
 class MOTIONLCM_OT_cancel(Operator):
     """Stop the running generation; the scene stays as it was"""
 
@@ -151,22 +162,78 @@ class MOTIONLCM_OT_control_add(Operator):
         return {"FINISHED"}
 
 
-class MOTIONLCM_OT_control_remove(Operator):
-    """Remove the selected control"""
+class _ListItemOperator:
+    """An operator on the selected item of one of the panel's lists (`items`, selected by `active`)."""
 
-    bl_idname = "motionlcm.control_remove"
-    bl_label = "Remove Control"
+    items, active = "", ""
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         settings = context.scene.motionlcm
-        return 0 <= settings.active_control < len(settings.controls)
+        return 0 <= getattr(settings, cls.active) < len(getattr(settings, cls.items))
+
+
+class _ListRemove(_ListItemOperator):
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.motionlcm
+        index = getattr(settings, self.active)
+        getattr(settings, self.items).remove(index)
+        setattr(settings, self.active, max(0, min(index, len(getattr(settings, self.items)) - 1)))
+        return {"FINISHED"}
+
+
+class MOTIONLCM_OT_control_remove(_ListRemove, Operator):
+    """Remove the selected control"""
+
+    bl_idname = "motionlcm.control_remove"
+    bl_label = "Remove Control"
+    items, active = "controls", "active_control"
+
+
+class MOTIONLCM_OT_segment_add(Operator):
+    """Add a timeline segment after the selected one"""
+
+    bl_idname = "motionlcm.segment_add"
+    bl_label = "Add Segment"
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.motionlcm
-        settings.controls.remove(settings.active_control)
-        settings.active_control = min(settings.active_control, len(settings.controls) - 1)
+        segments = settings.segments
+        segment = segments.add()
+        if len(segments) == 1:  # the first segment takes the single prompt and its duration
+            segment.prompt, segment.seconds = settings.prompt, min(settings.seconds, 9.8)
+        target = min(settings.active_segment + 1, len(segments) - 1) if len(segments) > 1 else 0
+        segments.move(len(segments) - 1, target)
+        settings.active_segment = target
+        return {"FINISHED"}
+
+
+class MOTIONLCM_OT_segment_remove(_ListRemove, Operator):
+    """Remove the selected timeline segment"""
+
+    bl_idname = "motionlcm.segment_remove"
+    bl_label = "Remove Segment"
+    items, active = "segments", "active_segment"
+
+
+class MOTIONLCM_OT_segment_move(_ListItemOperator, Operator):
+    """Move the selected timeline segment up or down"""
+
+    bl_idname = "motionlcm.segment_move"
+    bl_label = "Move Segment"
+    items, active = "segments", "active_segment"
+    direction: EnumProperty(items=[("UP", "Up", "Earlier in the timeline"), ("DOWN", "Down", "Later")])
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.motionlcm
+        index = settings.active_segment
+        target = index - 1 if self.direction == "UP" else index + 1
+        if not 0 <= target < len(settings.segments):
+            return {"CANCELLED"}
+        settings.segments.move(index, target)
+        settings.active_segment = target
         return {"FINISHED"}
 
 
@@ -217,6 +284,7 @@ class MOTIONLCM_OT_history_regenerate(Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MOTIONLCM_OT_generate, MOTIONLCM_OT_create_character, MOTIONLCM_OT_cancel, MOTIONLCM_OT_randomize_seed,
-           MOTIONLCM_OT_control_add, MOTIONLCM_OT_control_remove, MOTIONLCM_OT_history_apply,
-           MOTIONLCM_OT_history_regenerate)
+CLASSES = (MOTIONLCM_OT_generate, MOTIONLCM_OT_create_character, MOTIONLCM_OT_continue_animation,
+           MOTIONLCM_OT_cancel, MOTIONLCM_OT_randomize_seed, MOTIONLCM_OT_control_add, MOTIONLCM_OT_control_remove,
+           MOTIONLCM_OT_segment_add, MOTIONLCM_OT_segment_remove, MOTIONLCM_OT_segment_move,
+           MOTIONLCM_OT_history_apply, MOTIONLCM_OT_history_regenerate)

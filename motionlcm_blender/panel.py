@@ -31,7 +31,9 @@ def _draw_run(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """Generate, or progress and Cancel while running; then the last error or outcome."""
     run = session.run
     if run is None:
-        layout.operator("motionlcm.generate", icon="PLAY")
+        row = layout.row(align=True)
+        row.operator("motionlcm.generate", icon="PLAY")
+        row.operator("motionlcm.continue_animation", icon="FF")
     else:
         layout.progress(factor=run.fraction, type="BAR", text=f"{run.stage.capitalize()}…")
         layout.operator("motionlcm.cancel", icon="CANCEL")
@@ -53,9 +55,56 @@ class MOTIONLCM_UL_controls(UIList):
                   icon="OUTLINER_OB_CURVE" if item.source and item.source.type == "CURVE" else "OBJECT_DATA")
 
 
+class MOTIONLCM_UL_segments(UIList):
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "prompt", text="", emboss=False)
+        sub = row.row(align=True)
+        sub.ui_units_x = 3.5
+        sub.prop(item, "seconds", text="")
+
+
 class MOTIONLCM_UL_history(UIList):
     def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
         layout.label(text=f"{item.prompt} (seed {item.seed})", icon="ACTION")
+
+
+def _draw_prompt(layout: bpy.types.UILayout, context: bpy.types.Context, settings, limits: dict) -> None:
+    col = layout.column(align=True)
+    col.label(text="Prompt")
+    col.prop(settings, "prompt_text", text="", icon="TEXT")
+    if settings.prompt_text is None:
+        col.prop(settings, "prompt", text="")
+    prompt = settings.prompt_text.as_string() if settings.prompt_text else settings.prompt
+    if len(prompt) > 40 or settings.prompt_text is not None:
+        _wrapped(layout.box(), context, " ".join(prompt.split()) or "(empty prompt)")
+    col = layout.column()
+    col.use_property_split = True
+    col.prop(settings, "seconds")
+    frames = round(settings.seconds * 20)
+    longest = limits["max_timeline_seconds"]
+    in_range = limits["min_frames"] <= frames <= round(longest * 20)
+    hint = col.row()
+    hint.alert = not in_range
+    segmented = " (in segments)" if frames > limits["max_frames"] else ""
+    hint.label(text=f"{frames} model frames" + (segmented if in_range else f" (2 to {longest:g} s)"))
+
+
+def _draw_timeline(layout: bpy.types.UILayout, settings, limits: dict) -> None:
+    row = layout.row()
+    row.template_list("MOTIONLCM_UL_segments", "", settings, "segments", settings, "active_segment", rows=4)
+    buttons = row.column(align=True)
+    buttons.operator("motionlcm.segment_add", text="", icon="ADD")
+    buttons.operator("motionlcm.segment_remove", text="", icon="REMOVE")
+    buttons.separator()
+    buttons.operator("motionlcm.segment_move", text="", icon="TRIA_UP").direction = "UP"
+    buttons.operator("motionlcm.segment_move", text="", icon="TRIA_DOWN").direction = "DOWN"
+    total = sum(segment.seconds for segment in settings.segments)
+    hint = layout.row()
+    hint.alert = total > limits["max_timeline_seconds"] or any(
+        segment.seconds < limits["min_segment_seconds"] for segment in settings.segments)
+    hint.label(text=f"{len(settings.segments)} segments, {total:.1f} s (each at least "
+                    f"{limits['min_segment_seconds']:g} s, at most {limits['max_timeline_seconds']:g} s in all)")
 
 
 class MOTIONLCM_PT_main(SidebarPanel, Panel):
@@ -65,24 +114,14 @@ class MOTIONLCM_PT_main(SidebarPanel, Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = context.scene.motionlcm
-        col = layout.column(align=True)
-        col.label(text="Prompt")
-        col.prop(settings, "prompt_text", text="", icon="TEXT")
-        if settings.prompt_text is None:
-            col.prop(settings, "prompt", text="")
-        prompt = settings.prompt_text.as_string() if settings.prompt_text else settings.prompt
-        if len(prompt) > 40 or settings.prompt_text is not None:
-            _wrapped(layout.box(), context, " ".join(prompt.split()) or "(empty prompt)")
-
+        layout.prop(settings, "use_timeline")
+        limits = request_builder.usable_limits(session.limits)
+        if settings.use_timeline:
+            _draw_timeline(layout, settings, limits)
+        else:
+            _draw_prompt(layout, context, settings, limits)
         layout.use_property_split = True
         col = layout.column()
-        col.prop(settings, "seconds")
-        frames = round(settings.seconds * 20)
-        limits = request_builder.usable_limits(session.limits)
-        in_range = limits["min_frames"] <= frames <= limits["max_frames"]
-        hint = col.row()
-        hint.alert = not in_range
-        hint.label(text=f"{frames} model frames" + ("" if in_range else " (2.0 to 9.8 s)"))
         col.prop(settings, "start_frame")
         row = col.row(align=True)
         row.prop(settings, "seed")
@@ -159,5 +198,5 @@ class MOTIONLCM_PT_history(SidebarPanel, Panel):
             row.operator("motionlcm.history_regenerate", icon="FILE_REFRESH").index = settings.active_history
 
 
-CLASSES = (MOTIONLCM_UL_controls, MOTIONLCM_UL_history, MOTIONLCM_PT_main, MOTIONLCM_PT_target,
+CLASSES = (MOTIONLCM_UL_controls, MOTIONLCM_UL_segments, MOTIONLCM_UL_history, MOTIONLCM_PT_main, MOTIONLCM_PT_target,
            MOTIONLCM_PT_controls, MOTIONLCM_PT_history)

@@ -1,8 +1,8 @@
 """Scene settings of the MotionLCM panel (`scene.motionlcm`): prompt, timing, sampler, controls, target, history.
 
 Duration is stored in seconds; request_builder.model_frames turns it into round(20 s) model frames
-and enforces the trained range 40..196 (2.0..9.8 s) with a clear message, so the soft limits here only
-guide the slider.
+and enforces 2..120 s with a clear message (over 9.8 s the backend generates segments), so the soft limits here
+only guide the slider. A timeline is a list of (prompt, seconds) segments.
 """
 
 import bpy
@@ -49,6 +49,13 @@ class MotionLCMControl(PropertyGroup):
                            "always): lower lets the motion deviate between them")
 
 
+class MotionLCMSegment(PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="What the character does in this segment",
+                           default="a person walks forward")
+    seconds: FloatProperty(name="Seconds", default=4.0, min=0.05, max=120.0, soft_min=1.0, soft_max=30.0,
+                           precision=1, step=50, description="Length of the segment (at least 1 s)")
+
+
 class MotionLCMHistoryItem(PropertyGroup):
     prompt: StringProperty(name="Prompt")
     seed: IntProperty(name="Seed")
@@ -65,8 +72,14 @@ class MotionLCMSettings(PropertyGroup):
                            default="a person walks forward and waves")
     prompt_text: PointerProperty(name="Prompt Text", type=bpy.types.Text,
                                  description="Take the prompt from this Text (edit long prompts in the Text Editor)")
-    seconds: FloatProperty(name="Duration", default=4.0, min=0.05, max=60.0, soft_min=2.0, soft_max=9.8,
-                           precision=2, step=5, description="Clip length in seconds (MotionLCM: 2.0 to 9.8 s)")
+    seconds: FloatProperty(name="Duration", default=4.0, min=0.05, max=120.0, soft_min=2.0, soft_max=30.0,
+                           precision=2, step=5, description="Length in seconds (2 to 120 s; one MotionLCM clip "
+                           "is at most 9.8 s, longer ones are generated in segments that continue each other)")
+    use_timeline: BoolProperty(name="Timeline", default=False,
+                               description="Generate a sequence of prompts as one continuous motion (the segment "
+                                           "list replaces the prompt and duration)")
+    segments: CollectionProperty(type=MotionLCMSegment)
+    active_segment: IntProperty(name="Active Segment")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and settings give the same motion")
     steps: EnumProperty(name="Steps", default="1", description="Consistency sampling steps",
                         items=[("1", "1", "Fastest"), ("2", "2", "Balanced"), ("4", "4", "Best quality")])
@@ -104,6 +117,10 @@ class MotionLCMSettings(PropertyGroup):
     history: CollectionProperty(type=MotionLCMHistoryItem)
     active_history: IntProperty(name="Active Generation")
 
+    def timeline(self) -> list[tuple[str, float]]:
+        """The segment list as (prompt, seconds) pairs, in order."""
+        return [(segment.prompt, segment.seconds) for segment in self.segments]
+
     def generation_settings(self, scene_fps: float) -> request_builder.GenerationSettings:
         """The plain values the pure request builder validates."""
         return request_builder.GenerationSettings(
@@ -114,7 +131,7 @@ class MotionLCMSettings(PropertyGroup):
             fit=self.fit_controls, tuning=self.tuning_iterations if self.fit_controls else 0)
 
 
-CLASSES = (MotionLCMControl, MotionLCMHistoryItem, MotionLCMSettings)
+CLASSES = (MotionLCMControl, MotionLCMSegment, MotionLCMHistoryItem, MotionLCMSettings)
 
 
 def register() -> None:

@@ -17,7 +17,8 @@ from . import curves
 # (session.limits); this copy is only for drawing the panel before the backend has answered (a test keeps it equal).
 FALLBACK_LIMITS: dict[str, Any] = {
     "min_frames": 40, "max_frames": 196, "max_prompt_chars": 1000, "steps": [1, 2, 4], "max_variations": 8,
-    "max_tuning": 1000, "guidance": [1.0, 50.0], "max_target_fps": 240.0}
+    "max_tuning": 1000, "guidance": [1.0, 50.0], "max_target_fps": 240.0, "min_segment_seconds": 1.0,
+    "max_timeline_seconds": 120.0}
 # Joints ControlNet can follow (the OmniControl set), as the panel lists them.
 CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
 
@@ -59,15 +60,39 @@ def validate_prompt(prompt: str, limits: dict[str, Any] | None = None) -> str:
 
 
 def model_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
-    """Duration in seconds -> model frames at 20 fps, within the trained range (40..196: 2.0..9.8 s)."""
+    """Duration in seconds -> model frames at 20 fps: 40 (2 s) up to the longest timeline; above one clip
+    (196 frames, 9.8 s) the backend generates it in segments."""
     lim = usable_limits(limits)
-    low, high = lim["min_frames"], lim["max_frames"]
+    low, high = lim["min_frames"], int(round(lim["max_timeline_seconds"] * curves.MODEL_FPS))
     frames = int(round(seconds * curves.MODEL_FPS))
     if not low <= frames <= high:
-        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; MotionLCM was trained on "
-                           f"{low / curves.MODEL_FPS:g} to {high / curves.MODEL_FPS:g} s "
-                           f"({low} to {high} frames at 20 fps).")
+        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; MotionLCM makes "
+                           f"{low / curves.MODEL_FPS:g} to {lim['max_timeline_seconds']:g} s ({low} to {high} "
+                           f"frames at 20 fps; above {lim['max_frames'] / curves.MODEL_FPS:g} s in segments).")
     return frames
+
+
+def timeline_segments(segments: list[tuple[str, float]], limits: dict[str, Any] | None = None) -> list[dict]:
+    """The panel's segment list -> the request's `timeline`; RequestError naming the segment at fault."""
+    lim = usable_limits(limits)
+    if not segments:
+        raise RequestError("The timeline has no segments; add one with + or untick Timeline.")
+    items, total = [], 0.0
+    for number, (prompt, seconds) in enumerate(segments, start=1):
+        text = " ".join(prompt.split())
+        if not text:
+            raise RequestError(f"Segment {number} has an empty prompt; describe its motion.")
+        if len(text) > lim["max_prompt_chars"]:
+            raise RequestError(f"Segment {number}'s prompt has {len(text)} characters; the limit is "
+                               f"{lim['max_prompt_chars']}.")
+        if seconds < lim["min_segment_seconds"]:
+            raise RequestError(f"Segment {number} ('{text}') lasts {seconds:g} s; a segment needs at least "
+                               f"{lim['min_segment_seconds']:g} s.")
+        total += seconds
+        items.append({"prompt": text, "seconds": round(float(seconds), 4)})
+    if total > lim["max_timeline_seconds"] + 1e-6:
+        raise RequestError(f"The timeline lasts {total:g} s; at most {lim['max_timeline_seconds']:g} s.")
+    return items
 
 
 def _control(joint: str, frames: np.ndarray, points_bu: np.ndarray, unit_scale: float,
@@ -111,10 +136,19 @@ def knot_frames(knots_bu: np.ndarray, frame_count: int) -> np.ndarray:
 
 def build_generate_request(settings: GenerationSettings, controls: list[dict[str, Any]],
                            rest_joints: np.ndarray | None = None,
-                           limits: dict[str, Any] | None = None) -> dict[str, Any]:
+                           limits: dict[str, Any] | None = None, timeline: list[dict] | None = None,
+                           continue_from: np.ndarray | None = None) -> dict[str, Any]:
     """The `generate` request body (without `id`); raises RequestError on any bad setting. `limits`: the
-    backend's (its ping reply), else the fallback copy."""
+    backend's (its ping reply), else the fallback copy. `timeline`: timeline_segments' list instead of the prompt
+    and duration; `continue_from`: (T, 22, 3) joints (target space, HumanML3D axes) the motion continues."""
     lim = usable_limits(limits)
+    one_motion = timeline is not None or continue_from is not None or \
+        model_frames(settings.seconds, lim) > lim["max_frames"]
+    if one_motion and settings.variations != 1:
+        raise RequestError("Timelines, durations over one clip and Continue make one motion; set Variations to 1.")
+    if one_motion and settings.tuning:
+        raise RequestError("Latent Tuning works on single clips; set it to 0 for timelines, durations over one "
+                           "clip and Continue (the path is still fitted).")
     if settings.steps not in lim["steps"]:
         raise RequestError(f"Steps must be one of {tuple(lim['steps'])}, got {settings.steps}.")
     if not 1 <= settings.variations <= lim["max_variations"]:
@@ -134,10 +168,15 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
     repeated = sorted({j for j in joints if joints.count(j) > 1})
     if repeated:
         raise RequestError(f"Several controls drive {', '.join(repeated)}; keep one control per joint.")
+    body: dict[str, Any] = {"type": "generate"}
+    if timeline is not None:
+        body["timeline"] = timeline
+    else:
+        body.update(prompt=validate_prompt(settings.prompt, lim), frames=model_frames(settings.seconds, lim))
+    if continue_from is not None:
+        body["continue_from"] = np.round(np.asarray(continue_from, dtype=float), 5).tolist()
     return {
-        "type": "generate",
-        "prompt": validate_prompt(settings.prompt, lim),
-        "frames": model_frames(settings.seconds, lim),
+        **body,
         "controls": controls,
         "steps": settings.steps,
         "guidance": settings.guidance,

@@ -233,7 +233,9 @@ def rig_target_matrix(armature_obj: bpy.types.Object, rest_joints: Any, preset: 
 def bake_to_rig(armature_obj: bpy.types.Object, result: Mapping[str, Any], name: str, start_frame: float,
                 frame_step: float = 1.0, preset: str | None = "auto", in_place: bool = False,
                 props: Mapping[str, Any] | None = None, rest_joints: Any = None,
-                root_scale: float | None = None) -> bpy.types.Action:
-    """transfer_to_rig, then a new Action via bake.write_action (frame_step = scene fps / result fps)."""
+                root_scale: float | None = None, continue_after: float | None = None) -> bpy.types.Action:
+    """transfer_to_rig, then a new Action via bake.write_action (frame_step = scene fps / result fps; after the
+    current Action's keys up to `continue_after` when continuing)."""
     channels = transfer_to_rig(armature_obj, result, preset, in_place, rest_joints, root_scale)
-    return bake.write_action(armature_obj, name, channels, start_frame, props, frame_step=frame_step)
+    return bake.write_action(armature_obj, name, channels, start_frame, props, frame_step=frame_step,
+                             keep_until=continue_after)

@@ -59,7 +59,8 @@ class FakePipeline:
         reports = [fit_motion(m.joints, np.zeros((m.num_frames, FEATURE_DIM), np.float32),
                               scale_controls(controls[0], 1 / control_scale), fit, control_scale).report
                    for m in motions] if controls else []
-        return SimpleNamespace(motions=motions, seeds=[seed + i for i in range(variations)], timings={"sampling": 1.0},
+        return SimpleNamespace(motions=motions, joints=np.stack([m.joints for m in motions]),
+                               seeds=[seed + i for i in range(variations)], timings={"sampling": 1.0},
                                fit_reports=reports,
                                settings={"seed": seed, "steps": steps, "guidance": guidance or 7.5,
                                          "checkpoint": "fake-checkpoint", "text_encoder": "fake-encoder"})

@@ -116,12 +116,30 @@ def test_control_summary_names_the_error_and_keeps_every_warning():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"prompt": " \n "}, "prompt is empty"), ({"seconds": 1.5}, "2 to 9.8 s"), ({"seconds": 10.0}, "200 model frames"),
+    ({"prompt": " \n "}, "prompt is empty"), ({"seconds": 1.5}, "MotionLCM makes 2 to 120 s"),
+    ({"seconds": 130.0}, "2600 model frames"), ({"seconds": 12.0, "variations": 2}, "set Variations to 1"),
+    ({"seconds": 12.0, "tuning": 10}, "Latent Tuning works on single clips"),
     ({"steps": 3}, "Steps must be one of"), ({"variations": 9}, "Variations must be between"),
     ({"seed": -1}, "seed must be 0 or more"), ({"tuning": 5000}, "Latent tuning takes 0 to 1000")])
 def test_bad_settings_give_specific_errors(changes, message):
     with pytest.raises(request_builder.RequestError, match=message):
         request_builder.build_generate_request(_settings(**changes), [])
+
+
+def test_timeline_and_continue_requests():
+    segments = request_builder.timeline_segments([("a man  walks", 3.0), ("he bows", 1.0)])
+    assert segments == [{"prompt": "a man walks", "seconds": 3.0}, {"prompt": "he bows", "seconds": 1.0}]
+    body = request_builder.build_generate_request(_settings(), [], timeline=segments,
+                                                  continue_from=np.zeros((4, 22, 3)))
+    assert body["timeline"] == segments and "prompt" not in body and "frames" not in body
+    assert np.asarray(body["continue_from"]).shape == (4, 22, 3)
+    assert request_builder.build_generate_request(_settings(seconds=30.0), [])["frames"] == 600
+    for items, message in (([("walk", 3.0), (" ", 2.0)], "Segment 2 has an empty prompt"),
+                           ([("walk", 0.5)], r"Segment 1 \('walk'\) lasts 0.5 s; a segment needs at least 1 s"),
+                           ([("walk", 100.0), ("run", 30.0)], "The timeline lasts 130 s; at most 120 s"),
+                           ([], "The timeline has no segments")):
+        with pytest.raises(request_builder.RequestError, match=message):
+            request_builder.timeline_segments(items)
 
 
 @pytest.mark.parametrize("guidance", [0.0, 0.99, 50.5])

@@ -32,8 +32,8 @@ def _state(scene):
 
 @pytest.mark.parametrize("setup, message", [
     ({"prompt": "   "}, "The prompt is empty"),
-    ({"seconds": 12.0}, "Duration 12 s gives 240 model frames"),
-    ({"seconds": 1.0}, "trained on 2 to 9.8 s"),
+    ({"seconds": 1.9}, "Duration 1.9 s gives 38 model frames"),
+    ({"seconds": 1.0}, "MotionLCM makes 2 to 120 s"),
     ({"target": "ARMATURE"}, "Pick the armature to animate")])
 def test_invalid_settings_are_reported_and_change_nothing(scene, setup, message):
     for key, value in setup.items():

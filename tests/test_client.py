@@ -63,9 +63,9 @@ def test_replies_flow_through_the_child_and_bad_input_gets_error_replies(client)
     ping = client.submit({"type": "ping"})
     reply, _ = wait_final(client, ping)
     assert reply["type"] == "result" and reply["protocol"] == 1 and client.alive
-    bad = client.submit({"type": "generate", "prompt": "a person waves", "frames": 1000})
+    bad = client.submit({"type": "generate", "prompt": "a person waves", "frames": 5000})
     reply, _ = wait_final(client, bad)
-    assert reply["code"] == "invalid_request" and "between 40 and 196" in reply["message"]
+    assert reply["code"] == "invalid_request" and "between 40 and 2400" in reply["message"]
     unknown = client.submit({"type": "teleport"})
     assert wait_final(client, unknown)[0]["code"] == "unknown_type"
 

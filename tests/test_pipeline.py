@@ -154,10 +154,43 @@ def test_cli_bvh_output_locks_feet_unless_told_not_to(tiny_checkpoint, tmp_path,
 
 
 def test_cli_reports_errors_without_traceback(tiny_checkpoint, tmp_path, capsys):
-    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "12",
+    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "130",
                      "--out", str(tmp_path / "x.npz"), "--quiet"])
     assert code == 2
-    assert "outside the trained range" in capsys.readouterr().err
+    assert "lasts 130 s; at most 120 s" in capsys.readouterr().err
+    code = cli_main(["generate", "--checkpoint", str(tiny_checkpoint), "--prompt", "walk", "--seconds", "1",
+                     "--out", str(tmp_path / "x.npz"), "--quiet"])
+    assert code == 2 and "outside the trained range" in capsys.readouterr().err
+
+
+def test_cli_timeline_long_prompt_and_continuation(tiny_checkpoint, tmp_path, capsys):
+    """--timeline, a prompt longer than one clip, and --continue-from, each written as one motion with its
+    segments in the metadata; bad timelines are refused naming the segment, writing nothing."""
+    from backend.motion import Motion
+
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text(json.dumps([{"prompt": "a man walks forward", "seconds": 4},
+                                    {"prompt": "a man bows", "seconds": 2.5}]))
+    run = ["generate", "--checkpoint", str(tiny_checkpoint), "--quiet", "--seed", "3"]
+    assert cli_main([*run, "--timeline", str(timeline), "--out", str(tmp_path / "t.npz")]) == 0
+    motion = Motion.load_npz(tmp_path / "t.npz")
+    assert motion.num_frames == 130 and motion.meta["seeds"] == [3, 4]
+    assert [(s["prompt"], s["start_frame"], s["frames"]) for s in motion.meta["timeline"]] == [
+        ("a man walks forward", 0, 80), ("a man bows", 80, 50)]
+    assert cli_main([*run, "--prompt", "a man runs", "--seconds", "15", "--out", str(tmp_path / "long.npz")]) == 0
+    assert Motion.load_npz(tmp_path / "long.npz").num_frames == 300
+    assert cli_main([*run, "--prompt", "a man waves", "--seconds", "3", "--continue-from", str(tmp_path / "t.npz"),
+                     "--out", str(tmp_path / "more.npz")]) == 0
+    more = Motion.load_npz(tmp_path / "more.npz")
+    assert more.num_frames == 190 and more.meta["continued_frames"] == 130
+    np.testing.assert_array_equal(more.joints[:130], motion.joints)  # the existing motion is kept as it was
+    capsys.readouterr()
+    timeline.write_text(json.dumps([{"prompt": "a man walks", "seconds": 4}, {"prompt": "", "seconds": 2}]))
+    assert cli_main([*run, "--timeline", str(timeline), "--out", str(tmp_path / "bad.npz")]) == 2
+    assert "timeline segment 2 has an empty prompt" in capsys.readouterr().err
+    assert not (tmp_path / "bad.npz").exists()
+    assert cli_main([*run, "--timeline", str(timeline), "--prompt", "walk", "--out", str(tmp_path / "b.npz")]) == 2
+    assert "either --prompt or --timeline" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("size", [1.0, 0.6])

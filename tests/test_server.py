@@ -34,8 +34,16 @@ def generate(request_id="g", **fields):
     ({"prompt": ""}, "prompt must be a non-empty text"),
     ({"prompt": 42}, "prompt must be a non-empty text"),
     ({"prompt": "x" * 1001}, "prompt is too long"),
-    ({"frames": 39}, "frames must be an integer between 40 and 196"),
-    ({"frames": 197}, "frames must be an integer between 40 and 196"),
+    ({"frames": 39}, "frames must be an integer between 40 and 2400"),
+    ({"frames": 2401}, "frames must be an integer between 40 and 2400 (2.0 to 120 s at 20 fps; above 196"),
+    ({"frames": 400, "variations": 2}, "timelines, motions longer than one clip and continuations take variations 1"),
+    ({"timeline": [{"prompt": "a man walks", "seconds": 3}, {"prompt": "", "seconds": 2}]},
+     "timeline segment 2 has an empty prompt"),
+    ({"timeline": [{"prompt": "a man waves", "seconds": 0.5}]}, "timeline segment 1 ('a man waves') lasts 0.5 s"),
+    ({"timeline": [{"prompt": "a man walks", "seconds": 100}, {"prompt": "a man runs", "seconds": 30}]},
+     "the timeline lasts 130 s; at most 120 s (segment 2 ends past it)"),
+    ({"continue_from": [[[0, 0, 0]] * 22]}, "continue_from must be finite joints of shape (T >= 2, 22, 3)"),
+    ({"continue_from": [[0, 0, 0]] * 22}, "continue_from must be finite joints of shape (T >= 2, 22, 3)"),
     ({"frames": 60.5}, "frames must be an integer"),
     ({"steps": 3}, "steps must be one of 1, 2, 4"),
     ({"guidance": "high"}, "guidance must be a number"),
@@ -257,7 +265,7 @@ def test_skeleton_reply_has_a_skinned_mesh_on_the_rest_skeleton(session_and_engi
 # ---------------------------------------------------------------- stdio child process
 
 def test_stdio_child_survives_bad_input_and_exits_at_end_of_input():
-    lines = [b"garbage", b'{"id": 1, "type": "dance"}', json.dumps(generate(2, frames=500)).encode(),
+    lines = [b"garbage", b'{"id": 1, "type": "dance"}', json.dumps(generate(2, frames=5000)).encode(),
              b"", json.dumps(generate(3, prompt="  ")).encode(), b'{"id": 4, "type": "ping"}']
     done = subprocess.run([sys.executable, "-m", "backend.serving.server", "--stdio", "--device", "cpu"], cwd=REPO,
                           input=b"\n".join(lines) + b"\n", capture_output=True, timeout=60)
@@ -265,7 +273,7 @@ def test_stdio_child_survives_bad_input_and_exits_at_end_of_input():
     assert done.returncode == 0, done.stderr.decode()
     assert [(r["id"], r.get("code")) for r in replies] == [
         (None, "bad_json"), (1, "unknown_type"), (2, "invalid_request"), (3, "invalid_request"), (4, None)]
-    assert "between 40 and 196" in replies[2]["message"] and replies[4]["loaded"] is False
+    assert "between 40 and 2400" in replies[2]["message"] and replies[4]["loaded"] is False
 
 
 def test_an_oversized_line_is_refused_and_skipped(monkeypatch):
@@ -374,3 +382,67 @@ def test_ping_sends_the_request_limits(session_and_engine):
     reply = replies.final("p")
     assert reply["limits"] == limits.as_dict() and reply["limits"]["max_variations"] == limits.MAX_VARIATIONS
     json.dumps(reply)
+
+
+# ---------------------------------------------------------------- timelines and continuations
+
+def test_a_timeline_is_one_variation_with_its_segments_at_the_delivered_frame_rate(session_and_engine):
+    session, engine = session_and_engine
+    replies = Replies()
+    timeline = [{"prompt": "a man walks forward", "seconds": 12}, {"prompt": "a man bows", "seconds": 3}]
+    session.handle({"id": "t", "type": "generate", "timeline": timeline, "seed": 4, "target_fps": 30.0}, replies)
+    result = replies.final("t")
+    assert result["type"] == "result", result
+    assert result["frame_count"] == 450 and len(result["variations"]) == 1 and result["variations"][0]["seed"] == 4
+    assert result["segments"] == [{"prompt": "a man walks forward", "start_frame": 0, "frame_count": 360},
+                                  {"prompt": "a man bows", "start_frame": 360, "frame_count": 90}]
+    # 12 s is two clips; every clip of a timeline is one generation with its own seed.
+    assert [c["prompts"] for c in engine.calls] == [["a man walks forward"]] * 2 + [["a man bows"]]
+    assert [c["seed"] for c in engine.calls] == [4, 5, 6] and result["settings"]["seeds"] == [4, 5, 6]
+    json.dumps(result)
+
+
+def test_a_continuation_holds_only_the_new_frames(session_and_engine):
+    session, engine = session_and_engine
+    replies = Replies()
+    previous = np.repeat(default_skeleton().joints[None], 30, axis=0)
+    session.handle(generate("c", frames=60, continue_from=protocol.encode_array(previous.astype(np.float32))),
+                   replies)
+    result = replies.final("c")
+    assert result["type"] == "result", result
+    assert result["frame_count"] == 60 and result["settings"]["continued"] is True
+    assert result["segments"] == [{"prompt": "a person walks forward", "start_frame": 0, "frame_count": 60}]
+
+
+@pytest.fixture(scope="module")
+def shipped_pipeline():
+    from backend.generation.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
+
+    if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+        pytest.skip("no shipped model")
+    return MotionLCMPipeline.from_checkpoint()
+
+
+def test_continuing_a_characters_motion_is_seamless_in_its_own_space(shipped_pipeline):
+    """The add-on's Continue: the character's last frames (its own metres, the default body) go in; the new
+    frames, retargeted, go on from the last one with its velocity."""
+    from backend.serving import handlers
+
+    skeleton = default_skeleton()
+    first = handlers.run_generate(shipped_pipeline, protocol.parse_generate(generate("a", seed=1, frames=120)),
+                                  lambda stage, fraction: None, skeleton)  # at 20 fps: the model's frame spacing
+    previous = protocol.decode_array(first["variations"][0]["joints"], "joints").astype(np.float64)
+    request = protocol.parse_generate(generate("b", prompt="a person waves with the right hand", frames=60, seed=2,
+                                               continue_from=protocol.encode_array(previous.astype(np.float32))))
+    result = handlers.run_generate(shipped_pipeline, request, lambda stage, fraction: None, skeleton)
+    new = protocol.decode_array(result["variations"][0]["joints"], "joints").astype(np.float64)
+    assert new.shape == (60, 22, 3)
+    # Velocity at the last given frame from the two before it and from the two new frames after it
+    # (second-order one-sided differences; both ~ the true velocity where the motion is smooth).
+    before = (3 * previous[-1] - 4 * previous[-2] + previous[-3]) * 10
+    after = (-3 * previous[-1] + 4 * new[0] - new[1]) * 10
+    velocity_change = np.linalg.norm(after - before, axis=-1).max()
+    assert velocity_change <= 0.2, velocity_change  # measured 0.08 m/s
+    # The first new frame is where the last given frame's motion carries it (1 cm per joint).
+    expected = previous[-1] + (previous[-1] - previous[-2]) + (previous[-1] - 2 * previous[-2] + previous[-3])
+    assert np.linalg.norm(new[0] - expected, axis=-1).max() <= 0.01

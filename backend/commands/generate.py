@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from backend.generation.controls import load_control_file, parse_control_arg
 from backend.errors import InvalidRequest
-from backend.motion.skeleton import FPS
+from backend.motion.skeleton import FPS, MAX_FRAMES
 
 
 def seconds_to_frames(seconds: float) -> int:
@@ -46,21 +49,19 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from backend.generation.pipeline import MotionLCMPipeline
 
     out = Path(args.out)
     if out.suffix not in (".npz", ".bvh"):
         raise InvalidRequest(f"--out {out} must end in .npz (joints, features, fps, settings) or .bvh")
+    if (args.prompt is None) == (args.timeline is None):
+        raise InvalidRequest("give either --prompt or --timeline")
     frames = args.frames if args.frames is not None else seconds_to_frames(args.seconds)
+    if args.timeline is not None or args.continue_from is not None or frames > MAX_FRAMES:
+        return run_timeline(args, out)
     controls = [load_control_file(*parse_control_arg(arg), frames) for arg in args.control]
 
-    bar = tqdm(total=100, desc="generate", unit="%", file=sys.stderr, disable=args.quiet)
-
-    def progress(stage: str, fraction: float) -> None:
-        bar.set_postfix_str(stage)
-        bar.update(round(fraction * 100) - bar.n)
+    bar, progress = _progress_bar("generate", args.quiet)
 
     bar.set_postfix_str("loading")
     pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
@@ -79,14 +80,7 @@ def run_generate(args: argparse.Namespace) -> int:
     paths = _output_paths(out, len(result.motions))
     out.parent.mkdir(parents=True, exist_ok=True)
     for motion, path in zip(result.motions, paths):
-        if path.suffix == ".bvh":
-            from backend.commands.retarget import write_motion_bvh
-
-            write_motion_bvh(motion, path, fps=args.fps, in_place=args.in_place, foot_lock=args.foot_lock,
-                             scale=args.scale, root_scale=scale)
-        else:
-            motion.save_npz(path)
-        print(f"wrote {path}", file=sys.stderr)
+        _write(motion, path, args, scale)
     summary: dict[str, Any] = {"outputs": [str(p) for p in paths], "seeds": result.seeds,
                                "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
                                "settings": result.settings}
@@ -96,17 +90,116 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(motion: Any, path: Path, args: argparse.Namespace, root_scale: float | None) -> None:
+    """The motion as .npz, or as .bvh of the default character (root_scale: controls generated at the model's
+    size, so that the character's root lands on them)."""
+    if path.suffix == ".bvh":
+        from backend.commands.retarget import write_motion_bvh
+
+        write_motion_bvh(motion, path, fps=args.fps, in_place=args.in_place, foot_lock=args.foot_lock,
+                         scale=args.scale, root_scale=root_scale)
+    else:
+        motion.save_npz(path)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _progress_bar(desc: str, quiet: bool):
+    """A tqdm bar on stderr and the pipeline's progress(stage, fraction) callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=desc, unit="%", file=sys.stderr, disable=quiet)
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.set_postfix_str(stage)
+        bar.update(round(fraction * 100) - bar.n)
+
+    return bar, progress
+
+
+def _timeline_segments(args: argparse.Namespace) -> list:
+    from backend.generation.timeline import parse_segments
+
+    if args.timeline is None:  # one prompt, longer than a clip: generated in segments
+        return parse_segments([{"prompt": args.prompt, "seconds": (args.frames / FPS if args.frames is not None
+                                                                    else args.seconds)}])
+    try:
+        items = json.loads(Path(args.timeline).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"--timeline {args.timeline}: cannot read a JSON list of segments ({exc})") from exc
+    return parse_segments(items)
+
+
+def run_timeline(args: argparse.Namespace, out: Path) -> int:
+    """A timeline, a prompt longer than one clip, or a continuation (--continue-from): one motion, written whole."""
+    from backend.generation.controls import scale_controls
+    from backend.generation.pipeline import MotionLCMPipeline
+    from backend.generation.timeline import generate_timeline
+    from backend.motion import Motion
+
+    if args.variations != 1 or args.tuning:
+        raise InvalidRequest("--variations and --tuning apply to single clips, not to timelines or continuations")
+    segments = _timeline_segments(args)
+    total = sum(s.frames for s in segments)
+    controls = [load_control_file(*parse_control_arg(arg), total) for arg in args.control]
+    previous = None
+    if args.continue_from is not None:
+        previous_motion = Motion.load_npz(args.continue_from)
+        if abs(previous_motion.fps - FPS) > 1e-6:
+            raise InvalidRequest(f"--continue-from {args.continue_from} is at {previous_motion.fps:g} fps; "
+                                 f"continue a motion of the model's {FPS:g} fps")
+        previous = previous_motion.joints
+    scale = None
+    if out.suffix == ".bvh" and controls:  # as for single clips: the default character's root lands on them
+        from backend.retarget import default_skeleton, travel_scale
+
+        scale = travel_scale(default_skeleton())
+        controls = scale_controls(controls, 1.0 / scale)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    bar, progress = _progress_bar("timeline", args.quiet)
+
+    pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
+    result = generate_timeline(pipe, segments, controls=controls, previous=previous, seed=seed, steps=args.steps,
+                               fit=not args.draft, progress=progress)
+    bar.close()
+    for joint, err in result.control_errors.items():
+        print(f"timeline controls: {joint} {err.mean * 100:.1f} cm mean, {err.max * 100:.1f} cm max", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    offset = 0 if previous is None else len(previous)
+    joints = result.joints if previous is None else np.concatenate([previous, result.joints])
+    timeline = [{"prompt": s.prompt, "start_frame": offset + start, "frames": s.frames}
+                for s, start in zip(segments, result.starts)]
+    motion = Motion(joints=joints, meta={"timeline": timeline, "seeds": result.seeds, "steps": args.steps,
+                                         "fit": not args.draft, "continued_frames": offset,
+                                         "checkpoint": pipe.checkpoint.checkpoint_id})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(motion, out, args, scale)
+    print(json.dumps({"outputs": [str(out)], "seeds": result.seeds, "timeline": timeline,
+                      **({"controls": result.controls_report()} if controls else {}),
+                      "seam_errors_m": [round(e, 4) for e in result.seam_errors],
+                      "timings_ms": {k: round(v, 2) for k, v in result.timings.items()}}), file=sys.stderr)
+    return 0
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("generate", help="generate motion from a prompt and optional joint controls",
                               description="Generate motion from a prompt (and optional joint trajectories).")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint folder or official .ckpt (default: the model shipped with the package)")
-    p.add_argument("--prompt", required=True, help='what the person does, e.g. "a person jogs in a circle"')
+    p.add_argument("--prompt", help='what the person does, e.g. "a person jogs in a circle"')
+    p.add_argument("--timeline", metavar="FILE.json",
+                   help='instead of --prompt: [{"prompt": "...", "seconds": 4}, ...], one continuous motion '
+                        "(segments of at least 1 s, at most 120 s in all)")
+    p.add_argument("--continue-from", metavar="MOTION.npz",
+                   help="continue this motion (a .npz written by generate): the new motion starts from its last "
+                        "frame, pose and velocity; the output holds both")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--seconds", type=float, default=6.0, help="duration in seconds (2.0..9.8; default 6)")
-    length.add_argument("--frames", type=int, default=None, help="duration in model frames at 20 fps (40..196)")
+    length.add_argument("--seconds", type=float, default=6.0,
+                        help="duration in seconds (2.0..120; above 9.8 s generated in segments; default 6)")
+    length.add_argument("--frames", type=int, default=None, help="duration in model frames at 20 fps (40..2400)")
     p.add_argument("--control", action="append", default=[], metavar="JOINT=FILE",
-                   help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable")
+                   help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable; "
+                        "with a timeline it spans the whole timeline")
     p.add_argument("--steps", type=int, default=1, help="LCM steps: 1, 2 or 4 (default 1)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the checkpoint's)")
     add_fit_arguments(p)

@@ -68,11 +68,12 @@ def _bone_vectors(joints: np.ndarray) -> np.ndarray:
     return joints[:, 1:] - joints[:, _PARENTS[1:]]
 
 
-def uniform_skeleton(joints: np.ndarray, target_offsets: np.ndarray = TARGET_OFFSETS) -> np.ndarray:
+def uniform_skeleton(joints: np.ndarray, target_offsets: np.ndarray = TARGET_OFFSETS,
+                     root_scale: float | None = None) -> np.ndarray:
     """Retarget bone lengths onto the target skeleton, keeping every bone's direction in every frame.
 
-    The root trajectory is scaled by target / source length of the right leg (thigh + shin at frame 0),
-    as HumanML3D does, so strides stay consistent with the new leg length.
+    The root trajectory is scaled by `root_scale`, by default target / source length of the right leg (thigh +
+    shin at frame 0), as HumanML3D does, so strides stay consistent with the new leg length.
     """
     joints = check_joints(joints, min_frames=1)
     target_offsets = np.asarray(target_offsets, dtype=np.float64)
@@ -85,7 +86,8 @@ def uniform_skeleton(joints: np.ndarray, target_offsets: np.ndarray = TARGET_OFF
     if (lengths < _MIN_LENGTH).any():
         frame, bone = np.argwhere(lengths < _MIN_LENGTH)[0]
         raise ValueError(f"joint {bone + 1} coincides with its parent at frame {frame}: bone has no direction")
-    scale = target_lengths[list(_SCALE_BONES)].sum() / lengths[0, [b - 1 for b in _SCALE_BONES]].sum()
+    scale = root_scale if root_scale is not None else \
+        target_lengths[list(_SCALE_BONES)].sum() / lengths[0, [b - 1 for b in _SCALE_BONES]].sum()
     directions = bones / lengths[..., None]
     out = np.empty_like(joints)
     out[:, 0] = joints[:, 0] * scale

@@ -14,7 +14,7 @@ foot joint of the delivered frames at y = 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,20 @@ class Retargeted:
         off = np.array(self.rest_joints, dtype=np.float64)
         off[1:] -= self.rest_joints[list(self.parents[1:])]
         return off
+
+    def resampled(self, fps: float) -> "Retargeted":
+        """The animation at another frame rate (duration = frames / fps preserved; frame 0 stays frame 0)."""
+        if fps == self.fps:
+            return self
+        root, quats = resample(self.root_translation, self.local_quats, self.fps, fps)
+        contacts = None if self.contacts is None else _resample_flags(self.contacts, self.fps, fps)
+        return replace(self, root_translation=root, local_quats=quats, fps=fps, contacts=contacts)
+
+    def trimmed(self, first: int) -> "Retargeted":
+        """The animation without its first `first` frames."""
+        return replace(self, root_translation=self.root_translation[first:],
+                                   local_quats=self.local_quats[first:],
+                                   contacts=None if self.contacts is None else self.contacts[first:])
 
     def fk(self) -> np.ndarray:
         """Global joint positions (T, 22, 3) by forward kinematics."""
@@ -123,15 +137,13 @@ def retarget(motion: Motion, skeleton: RestSkeleton | None = None, target_fps: f
             root, quats = ik.solve(feet.lock_feet(positions, contacts, fps), skeleton, fps)
     if in_place:
         root = root * np.array([0.0, 1.0, 0.0])
-    if target_fps is not None and target_fps != fps:
-        root, quats = resample(root, quats, fps, float(target_fps))
-        if contacts is not None:
-            contacts = _resample_flags(contacts, fps, float(target_fps))
-        fps = float(target_fps)
+    result = Retargeted(root, quats, fps, skeleton.joints.copy(), skeleton.names, skeleton.parents, contacts)
+    if target_fps is not None:
+        result = result.resampled(float(target_fps))
     if ground:  # last, on the frames delivered
-        positions = forward_kinematics(root, quats, skeleton.offsets)[0]
-        root = root - np.array([0.0, feet.floor_height(positions), 0.0])
-    return Retargeted(root, quats, fps, skeleton.joints.copy(), skeleton.names, skeleton.parents, contacts)
+        floor = feet.floor_height(result.fk())
+        result = replace(result, root_translation=result.root_translation - np.array([0.0, floor, 0.0]))
+    return result
 
 
 def _resample_flags(flags: np.ndarray, fps: float, target_fps: float) -> np.ndarray:

@@ -16,7 +16,7 @@ from backend.serving.body_mesh import body_mesh, model_body
 from backend.serving.protocol import GenerateRequest, encode_array
 from backend.retarget import GENERATED_REFINE, retarget, travel_scale
 from backend.retarget.rest_pose import RestSkeleton, default_skeleton
-from backend.motion.skeleton import JOINT_NAMES, PARENTS
+from backend.motion.skeleton import FPS, JOINT_NAMES, PARENTS
 
 Report = Callable[[str, float], None]
 
@@ -63,6 +63,8 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     the `result` fields. Controls are in the target's space: generated at the model's size and retargeted with
     the matching root scale, so that the target's own root lands on them (not 7 % past them, as the default
     body's longer legs would carry it)."""
+    if request.is_timeline:
+        return run_timeline(pipeline, request, report, request.skeleton or skeleton)
     start = time.perf_counter()
     target = request.skeleton or skeleton
     scale = travel_scale(target) if request.controls else None
@@ -83,6 +85,59 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     settings = {**generation.settings, "prompt": request.prompt, "frames": request.frames,
                 "target_fps": float(targets[0].fps), "in_place": request.in_place, "foot_lock": request.foot_lock}
     return result_fields(generation.seeds, targets, settings, timings, fit_reports=generation.fit_reports)
+
+
+def run_timeline(pipeline: Any, request: GenerateRequest, report: Report, target: RestSkeleton) -> dict[str, Any]:
+    """A timeline, a motion longer than one clip or a continuation, as one variation, plus `segments` (prompt,
+    start frame and frame count at the delivered frame rate) for markers.
+
+    Controls and the motion to continue are in the target's space: they are brought to the model's size
+    (travel_scale, as for single clips; the motion also onto the model's bone lengths) and the result is
+    retargeted with that root scale. A continuation is
+    retargeted together with the last frames it continues (then dropped), so that foot contacts see the seam,
+    and keeps their floor (docs/protocol.md)."""
+    from backend.generation.controls import scale_controls
+    from backend.generation.timeline import OVERLAP, generate_timeline
+    from backend.motion import Motion
+    from backend.motion.humanml3d_skeleton import uniform_skeleton
+
+    start = time.perf_counter()
+    scale = travel_scale(target) if (request.controls or request.previous is not None) else None
+    controls = scale_controls(request.controls, 1.0 / scale) if (scale and request.controls) else request.controls
+    # The motion to continue on the model's body (its bone directions, the model's bone lengths, the root at the
+    # model's size): the seam is then joined on one rigid body, which the retargeting maps back without a kink.
+    previous = None if request.previous is None else uniform_skeleton(request.previous, root_scale=1.0 / scale)
+    seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
+    timeline = generate_timeline(pipeline, request.segments, controls=controls, previous=previous, seed=seed,
+                                 steps=request.steps, fit=request.fit, progress=report)
+    report("retargeting", 0.0)
+    retarget_start = time.perf_counter()
+    tail = 0 if previous is None else min(OVERLAP, len(previous))
+    joints = timeline.joints if not tail else np.concatenate([previous[-tail:], timeline.joints])
+    motion = Motion(joints=joints.astype(np.float32))
+    # A continuation keeps the given motion's floor (grounding the new frames on their own would lift them), and
+    # is resampled after the given frames are dropped, so that its first frame is the first new one.
+    retargeted = retarget(motion, skeleton=target, target_fps=None if tail else request.target_fps,
+                          in_place=request.in_place, foot_lock=request.foot_lock, root_scale=scale,
+                          refine=GENERATED_REFINE, ground=not tail)
+    if tail:
+        retargeted = retargeted.trimmed(tail).resampled(float(request.target_fps or FPS))
+    fps = float(retargeted.fps)
+    report("retargeting", 1.0)
+    timings = {name: float(ms) for name, ms in timeline.timings.items()}
+    timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0
+    timings["total"] = (time.perf_counter() - start) * 1000.0
+    settings = {"prompt": request.prompt, "frames": request.frames, "seed": seed, "seeds": timeline.seeds,
+                "steps": request.steps, "fit": request.fit, "target_fps": fps, "in_place": request.in_place,
+                "foot_lock": request.foot_lock, "continued": request.previous is not None,
+                "seam_errors_m": [round(e, 4) for e in timeline.seam_errors]}
+    fields = result_fields([seed], [retargeted], settings, timings)
+    if request.controls:
+        fields["variations"][0]["controls"] = timeline.controls_report()
+    fields["segments"] = [{"prompt": seg.prompt, "start_frame": int(round(first / FPS * fps)),
+                           "frame_count": int(round(seg.frames / FPS * fps))}
+                          for seg, first in zip(request.segments, timeline.starts)]
+    return fields
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from backend.errors import InvalidRequest, MotionLCMError
-from backend.limits import GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TUNING, MAX_VARIATIONS, STEPS
+from backend.limits import (GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TIMELINE_SECONDS, MAX_TUNING,
+                            MAX_VARIATIONS, STEPS)
 from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 PROTOCOL_VERSION = 1
@@ -145,6 +146,14 @@ class GenerateRequest:
     in_place: bool = False
     foot_lock: bool = False
     skeleton: Any = None  # backend.retarget.rest_pose.RestSkeleton; None = the default rest skeleton
+    # A timeline (backend.generation.timeline.Segment list): set for `timeline` requests and for `frames` above one
+    # clip; `prompt` is then the first segment's and `frames` the total.
+    segments: list | None = None
+    previous: np.ndarray | None = None  # (T, 22, 3) joints to continue (`continue_from`), in the target's space
+
+    @property
+    def is_timeline(self) -> bool:
+        return self.segments is not None or self.previous is not None
 
 
 def _is_int(value: Any) -> bool:
@@ -172,10 +181,35 @@ def _prompt(value: Any) -> str:
 
 
 def _frames(value: Any) -> int:
-    if not _is_int(value) or not MIN_FRAMES <= value <= MAX_FRAMES:
-        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {MAX_FRAMES} "
-                             f"({MIN_FRAMES / FPS:.1f} to {MAX_FRAMES / FPS:.1f} s at {FPS:g} fps), got {value!r}.")
+    longest = int(round(MAX_TIMELINE_SECONDS * FPS))
+    if not _is_int(value) or not MIN_FRAMES <= value <= longest:
+        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {longest} "
+                             f"({MIN_FRAMES / FPS:.1f} to {MAX_TIMELINE_SECONDS:g} s at {FPS:g} fps; above "
+                             f"{MAX_FRAMES} generated in segments), got {value!r}.")
     return value
+
+
+def _timeline(message: dict[str, Any]) -> tuple[list | None, np.ndarray | None, str, int]:
+    """(segments, joints to continue, prompt, frames) of a request: a `timeline`, or one `prompt` over `frames`
+    (segments when longer than a clip), optionally continuing `continue_from`."""
+    previous = None
+    if message.get("continue_from") is not None:
+        previous = decode_array(message["continue_from"], "continue_from").astype(np.float64)
+        if previous.ndim != 3 or previous.shape[1:] != (22, 3) or len(previous) < 2 \
+                or not np.isfinite(previous).all():
+            raise InvalidRequest(f"continue_from must be finite joints of shape (T >= 2, 22, 3), got shape "
+                                 f"{list(previous.shape)}.")
+    if message.get("timeline") is not None:
+        from backend.generation.timeline import parse_segments  # imports torch: only timelines pay for it
+
+        segments = parse_segments(message["timeline"])
+        return segments, previous, segments[0].prompt, sum(s.frames for s in segments)
+    prompt, frames = _prompt(message.get("prompt")), _frames(message.get("frames"))
+    if frames <= MAX_FRAMES and previous is None:
+        return None, None, prompt, frames
+    from backend.generation.timeline import Segment
+
+    return [Segment(prompt, frames)], previous, prompt, frames
 
 
 def _controls(value: Any, frames: int) -> list:
@@ -207,8 +241,7 @@ def _controls(value: Any, frames: int) -> list:
 
 def parse_generate(message: dict[str, Any]) -> GenerateRequest:
     """Validate a `generate` request; raises InvalidRequest naming the field and the accepted values."""
-    prompt = _prompt(message.get("prompt"))
-    frames = _frames(message.get("frames"))
+    segments, previous, prompt, frames = _timeline(message)
     steps = message.get("steps", 1)
     if steps not in STEPS or not _is_int(steps):
         raise InvalidRequest(f"steps must be one of {', '.join(map(str, STEPS))}, got {steps!r}.")
@@ -228,6 +261,9 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
         raise InvalidRequest(f"tuning must be an integer between 0 (off) and {MAX_TUNING} iterations, got {tuning!r}.")
     if tuning and not message.get("controls"):
         raise InvalidRequest("tuning fits the motion to its controls: add a control or set tuning to 0.")
+    if segments is not None and (variations != 1 or tuning):
+        raise InvalidRequest("timelines, motions longer than one clip and continuations take variations 1 and "
+                             "tuning 0.")
     target_fps = message.get("target_fps")
     if target_fps is not None and not (_is_number(target_fps) and 0 < target_fps <= MAX_TARGET_FPS):
         raise InvalidRequest(f"target_fps must be a number above 0 and at most {MAX_TARGET_FPS:g}, "
@@ -242,7 +278,7 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
         guidance=None if guidance is None else float(guidance), seed=seed, variations=variations, tuning=tuning,
         target_fps=None if target_fps is None else float(target_fps),
         in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton,
-        fit=_bool(message, "fit", default=True))
+        fit=_bool(message, "fit", default=True), segments=segments, previous=previous)
 
 
 def parse_cancel(message: dict[str, Any]) -> str | int:
