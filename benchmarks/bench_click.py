@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import motionlcm_blender  # noqa: E402
-from motionlcm_blender import generation, session  # noqa: E402
+from motionlcm_blender import scene_io, session  # noqa: E402
 from motionlcm_blender.backend_job import BackendJob  # noqa: E402
 from motionlcm_blender.operators import POLL_SECONDS  # noqa: E402  (the Generate operator's timer period)
 
@@ -35,13 +35,13 @@ from motionlcm_blender.operators import POLL_SECONDS  # noqa: E402  (the Generat
 def click(config: dict) -> tuple[float, dict]:
     """One Generate: milliseconds from the click to the baked keyframes, and the backend's result."""
     start = time.perf_counter()
-    plan = generation.plan_generation(bpy.context)
+    plan = scene_io.plan_generation(bpy.context)
     job = BackendJob(session.client_for(config), plan.requests)
     while not job.update():
         time.sleep(POLL_SECONDS)
     if job.error is not None:
         raise SystemExit(f"generation failed: {job.error}")
-    generation.apply_generation(bpy.context, plan, job.results)
+    scene_io.apply_generation(bpy.context, plan, job.results)
     return (time.perf_counter() - start) * 1000.0, job.results["generate"]
 
 

@@ -8,13 +8,17 @@ compared over each sample's valid frames only.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
 from backend.generation import sampler
 from backend.checkpoints import load_official_checkpoint
+from backend.commands import replay as replay_module
 from backend.commands.replay import replay
+from backend.models import cpu_inference
 
 CKPT = "motionlcm_control_s_random_fp16.ckpt"
 ATOL = 1e-4
@@ -44,15 +48,30 @@ def _compare(result: dict, expected: dict, lengths: np.ndarray) -> dict[str, flo
 
 
 @pytest.mark.parametrize("steps", [1, 4])
-def test_replay_reproduces_official_outputs(fixtures_dir, inputs, steps, monkeypatch):
+@pytest.mark.parametrize("optimised", [False, True], ids=["plain", "cpu-optimised"])
+def test_replay_reproduces_official_outputs(fixtures_dir, inputs, steps, optimised, monkeypatch):
+    """Both the plain model and the pipeline's CPU path (backend.models.cpu_inference: packed weights, fused
+    GELU, threads only where they pay) stay within the official tolerance."""
     with np.load(fixtures_dir / f"outputs_steps{steps}.npz") as data:
         expected = {k: data[k] for k in data.files}
+    if optimised:
+        if not cpu_inference.available(torch.device("cpu")):
+            pytest.skip("this torch build has no oneDNN")
+        load = replay_module.load_any
+
+        def load_packed(*args, **kwargs):
+            loaded = load(*args, **kwargs)
+            cpu_inference.pack_linear_weights(loaded.model)
+            return loaded
+
+        monkeypatch.setattr(replay_module, "load_any", load_packed)
     # The w-embedding's last bits depend on the CPU's exp kernel (test_schedulers checks it against the
     # fixture within two ulps of its arguments); the networks and sampler are compared on the fixture's own.
     official_w = torch.from_numpy(expected["w_embedding"])
     monkeypatch.setattr(sampler, "lcm_guidance_embedding", lambda guidance, batch, dim, device: official_w)
     noise = expected if steps > 1 else None
-    result = replay(fixtures_dir / CKPT, inputs, steps=steps, injected_noise=noise)
+    with cpu_inference.narrow_threads() if optimised else contextlib.nullcontext():
+        result = replay(fixtures_dir / CKPT, inputs, steps=steps, injected_noise=noise)
     errors = _compare(result, expected, inputs["lengths"])
     print(f"\nmax abs error, {steps} step(s):")
     for name, err in errors.items():
