@@ -3,6 +3,8 @@ overfitting two real clips in the 272-dim representation (its training objective
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +48,46 @@ def test_a_tiny_tokenizer_overfits_two_real_clips(data_dir):
         optimiser.step()
         losses.append(loss.item())
     assert losses[0] > 0.2 and losses[-1] < 0.01, (losses[0], losses[-1])  # measured 0.27 -> 0.004
+
+
+def test_tokenizer_stage_trains_on_prepared_272_data_resumes_and_exports(tmp_path):
+    """`motionlcm-train tokenizer --preset tiny` on a dataset prepared with --format both: the loss falls, a
+    resumed run ends where the uninterrupted one does, and the exported checkpoint loads and tokenizes."""
+    from training.cli import data_main, train_main
+    from training.data.synthetic import walking_clip, waving_clip
+    from training.stages.tokenizer import load_tokenizer, main
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(4):
+        np.save(source / f"walk{i}.npy", walking_clip(80, 1.0 + 0.2 * i, 0.3 * i, 1.0).astype(np.float32))
+        np.save(source / f"wave{i}.npy", waving_clip(80, "left" if i % 2 else "right", 1.5).astype(np.float32))
+    (source / "labels.csv").write_text("clip,content,style\n" + "".join(
+        f"walk{i},walk,normal\nwave{i},wave-{'left' if i % 2 else 'right'}-hand,normal\n" for i in range(4)))
+    data = tmp_path / "data"
+    assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
+                      str(source / "labels.csv"), "--out", str(data), "--format", "both", "--val", "0",
+                      "--test", "0"]) == 0
+    assert train_main(["tokenizer", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 0
+    history = [json.loads(line) for line in (tmp_path / "run" / "tokenizer" / "history.jsonl").read_text().splitlines()]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 150 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+    # Interrupted at step 70 and resumed: the same final weights as the uninterrupted run.
+    main(data, tmp_path / "resumed", preset="tiny", stop_after=70)
+    main(data, tmp_path / "resumed", preset="tiny", resume=True)
+    done, _, _ = load_tokenizer(tmp_path / "run" / "tokenizer" / "checkpoint")
+    again, mean, std = load_tokenizer(tmp_path / "resumed" / "tokenizer" / "checkpoint")
+    for (name, a), (_, b) in zip(done.state_dict().items(), again.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    clip = (torch.from_numpy(np.load(data / "vector_272" / "walk0.npy")[:32]) - mean) / std
+    with torch.no_grad():
+        reconstruction, tokens = again(clip[None])
+    assert tokens.shape == (1, 8) and reconstruction.shape == (1, 32, 272)
+    # motionlcm-eval tokenizer: reconstruction MPJPE, rotation error, codebook usage on the clips.
+    from training.evaluation.tokenizer_eval import evaluate_tokenizer
+
+    report = evaluate_tokenizer(tmp_path / "run" / "tokenizer" / "checkpoint", data, "train")
+    assert report["clips"] >= 6 and 0 < report["mpjpe_m"] < 1.0
+    assert 0 < report["rotation_error_deg"]["mean"] < 90 and len(report["rotation_error_deg"]["per_joint"]) == 22
+    assert report["codebook"]["size"] == 1000 and 0 < report["codebook"]["used_fraction"] <= 1
+    assert 1 <= report["codebook"]["perplexity"] <= 1000

@@ -197,6 +197,35 @@ def test_prepare_from_labels_csv_splits_long_clips_and_keeps_parts_together(tmp_
     assert not any(w in wave for w in ("forward", "turning", "circle"))  # it stands still
 
 
+def test_prepare_writes_the_272_dim_representation_with_both_formats(tmp_path):
+    """`--format both`: every clip also in the 272-dim representation (MotionMillion), with its statistics; the
+    features decode to a body that walks the clip's own pelvis path."""
+    from backend.motion import rep272
+    from training.cli import data_main
+
+    source = tmp_path / "source"
+    source.mkdir()
+    np.save(source / "walk.npy", walking_clip(90, 1.2, 0.4, 1.0).astype(np.float32))
+    np.save(source / "wave.npy", waving_clip(90, "left", 1.5).astype(np.float32))
+    (source / "labels.csv").write_text("clip,content,style\nwalk,walk,normal\nwave,wave-left-hand,normal\n")
+    out = tmp_path / "out"
+    assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
+                      str(source / "labels.csv"), "--out", str(out), "--format", "both", "--val", "0",
+                      "--test", "0"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["formats"] == ["263", "272"]
+    mean, std = np.load(out / "Mean_272.npy"), np.load(out / "Std_272.npy")
+    assert mean.shape == std.shape == (272,) and (std >= 1e-3).all()
+    for name in ("walk", "wave"):
+        features = np.load(out / "vector_272" / f"{name}.npy")
+        joints = np.load(out / "new_joints" / f"{name}.npy")
+        assert features.shape == (len(joints), 272) and features.dtype == np.float32 and np.isfinite(features).all()
+        positions, rotations = rep272.from_272(features)
+        np.testing.assert_allclose(rep272.to_272(positions, rotations), features, atol=1e-4)
+        travelled = np.linalg.norm(np.diff(positions[:, 0, [0, 2]], axis=0), axis=-1).sum()
+        expected = np.linalg.norm(np.diff(joints[:, 0, [0, 2]], axis=0), axis=-1).sum()
+        assert travelled == pytest.approx(expected, abs=1e-3)  # the pelvis path, whatever the turn
+
+
 def test_every_bandai_action_has_training_and_held_out_phrasings_that_never_meet(shared_dir):
     """Dataset 1's and 2's content labels each have their own training phrasings and paraphrases kept out of
     training (at least a fifth of all), and a held-out caption is built only from the latter."""

@@ -4,6 +4,7 @@
     motionlcm-data synthetic --out ROOT            (tiny procedural dataset for tests)
     motionlcm-train all --data ROOT --out runs/NAME [--preset tiny|default|official] [--resume]
     motionlcm-train vae|mld|lcm|controlnet --data ROOT --out runs/NAME [--preset ...] [--set train.steps=100]
+    motionlcm-train tokenizer --data ROOT --out runs/NAME    (MotionMillion engine; data from prepare --format both)
 Multi-GPU / multi-node: launch the same command with `torchrun --nproc_per_node N -m training.cli train ...`
 or `torchrun --nproc_per_node N $(which motionlcm-train) ...`.
 """
@@ -33,7 +34,8 @@ def _run_stage(stage: str, args: argparse.Namespace, resume: bool) -> None:
 
 def train_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="motionlcm-train", description="Train MotionLCM stages.")
-    parser.add_argument("stage", choices=(*STAGES, "all"))
+    # `tokenizer` is the MotionMillion engine's (on `prepare --format both` data), not part of `all`.
+    parser.add_argument("stage", choices=(*STAGES, "all", "tokenizer"))
     parser.add_argument("--data", required=True, help="HumanML3D-format root (motionlcm-data prepare)")
     parser.add_argument("--out", required=True, help="run folder, e.g. runs/NAME (one sub-folder per stage)")
     parser.add_argument("--preset", choices=PRESETS, default="default")
@@ -76,6 +78,9 @@ def data_main(argv: list[str] | None = None) -> int:
     prep.add_argument("--out", required=True)
     prep.add_argument("--npy-fps", type=float, default=20.0, help="frame rate of .npy joint arrays")
     prep.add_argument("--seed", type=int, default=0, help="splits and caption phrasing")
+    prep.add_argument("--format", choices=("263", "both"), default="263",
+                      help="263: HumanML3D features (MotionLCM); both: also the 272-dim representation with "
+                           "rotations (the MotionMillion engine)")
     prep.add_argument("--val", type=float, default=0.05)
     prep.add_argument("--test", type=float, default=0.15)
     prep.add_argument("--held-out-styles", default="", metavar="A,B",
@@ -101,6 +106,7 @@ def data_main(argv: list[str] | None = None) -> int:
         licence = args.licence or (BANDAI_LICENCE if args.mapping == "bandai" else UNKNOWN_LICENCE)
         sources = [(source, load_caption_source(args.captions, source, args.seed)) for source in args.source]
         report = prepare(sources, args.out, load_mapping(args.mapping), npy_fps=args.npy_fps, seed=args.seed,
+                         with_272=args.format == "both",
                          val_fraction=args.val, test_fraction=args.test, licence=licence,
                          held_out_styles=tuple(s for s in args.held_out_styles.split(",") if s))
     print(report.summary())

@@ -5,6 +5,8 @@ Output layout (what `training.data.dataset.HumanML3D` reads):
     ROOT/new_joints/NAME.npy      (T-1, 22, 3) float32 joints decoded from those features
     ROOT/texts/NAME.txt           caption#tokens#0.0#0.0 lines
     ROOT/Mean.npy, ROOT/Std.npy   feature statistics over the train split (HumanML3D's grouping)
+    ROOT/vector_272/NAME.npy      (T-1, 272) float32, with --format both (backend.motion.rep272), and
+    ROOT/Mean_272.npy, ROOT/Std_272.npy  its per-feature statistics over the train split
     ROOT/{train,val,test,all}.txt split lists
     ROOT/report.json, ROOT/report.txt  every clip skipped and why
     ROOT/dataset.json             source, mapping, licence (copied into trained checkpoints' licence note)
@@ -27,6 +29,7 @@ from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 from .caption_sources import CaptionSource
 from .mapping import IDENTITY, JointMapping
+from .rep272_data import joints_to_272, mean_std_272
 from .stats import feature_mean_std
 from .text_format import format_caption_line
 
@@ -119,12 +122,14 @@ def make_splits(names: list[str], seed: int, val: float, test: float,
 
 def prepare(sources: Sequence[tuple[str | Path, CaptionSource]], out: str | Path, mapping: JointMapping, *,
             npy_fps: float = FPS, seed: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.15,
-            held_out_styles: Sequence[str] = (), licence: str = "unknown", progress: bool = True) -> PrepareReport:
+            held_out_styles: Sequence[str] = (), licence: str = "unknown", progress: bool = True,
+            with_272: bool = False) -> PrepareReport:
     """Convert every clip under each source folder (with that folder's captions) into one dataset at `out`.
     Clips whose style label is in `held_out_styles` go to the `heldout` split only (caption sources with
-    labels: `bandai` and labels.csv); clip names must be unique across sources."""
+    labels: `bandai` and labels.csv); clip names must be unique across sources. `with_272`: also the 272-dim
+    representation of every clip (`vector_272/`, `Mean_272.npy`, `Std_272.npy`; training.data.rep272_data)."""
     out = Path(out)
-    for sub in ("new_joint_vecs", "new_joints", "texts"):
+    for sub in ("new_joint_vecs", "new_joints", "texts") + (("vector_272",) if with_272 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = []
     for source, captions in sources:
@@ -171,6 +176,8 @@ def prepare(sources: Sequence[tuple[str | Path, CaptionSource]], out: str | Path
         for name, features, decoded, texts in converted:
             np.save(out / "new_joint_vecs" / f"{name}.npy", features)
             np.save(out / "new_joints" / f"{name}.npy", decoded)
+            if with_272:
+                np.save(out / "vector_272" / f"{name}.npy", joints_to_272(decoded))
             (out / "texts" / f"{name}.txt").write_text(
                 "\n".join(format_caption_line(t) for t in texts) + "\n", encoding="utf-8")
             report.prepared.append(name)
@@ -186,10 +193,15 @@ def prepare(sources: Sequence[tuple[str | Path, CaptionSource]], out: str | Path
     mean, std = feature_mean_std(train)
     np.save(out / "Mean.npy", mean)
     np.save(out / "Std.npy", std)
+    if with_272:
+        mean, std = mean_std_272([np.load(out / "vector_272" / f"{n}.npy") for n in splits["train"] or splits["all"]])
+        np.save(out / "Mean_272.npy", mean)
+        np.save(out / "Std_272.npy", std)
     (out / "dataset.json").write_text(json.dumps({
         "source": [str(s) for s, _ in sources], "clips": len(report.prepared), "skipped": len(report.skipped),
         "seed": seed, "held_out_styles": list(held_out_styles), "held_out_clips": len(splits["heldout"]),
-        "mapping_scale": mapping.scale, "licence": licence}, indent=1), encoding="utf-8")
+        "mapping_scale": mapping.scale, "licence": licence,
+        "formats": ["263", "272"] if with_272 else ["263"]}, indent=1), encoding="utf-8")
     _write_report(out, report)
     return report
 

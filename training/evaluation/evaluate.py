@@ -340,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train-evaluator"]:  # a subcommand, so the evaluation flags (--steps: LCM steps) stay as they are
         return train_evaluator_main(argv[1:])
+    if argv[:1] == ["tokenizer"]:  # the MotionMillion tokenizer (tokenizer_eval.py)
+        from .tokenizer_eval import main as tokenizer_main
+
+        return tokenizer_main(argv[1:])
     parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint "
                                      "(`motionlcm-eval train-evaluator OUT --data ROOT` trains a retrieval evaluator).")
     parser.add_argument("--checkpoint", required=True,

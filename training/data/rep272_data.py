@@ -1,0 +1,33 @@
+"""The 272-dim representation (backend.motion.rep272) of prepared clips, for the MotionMillion engine.
+
+Rotations are solved on the SMPL-X rest skeleton by the analytic IK (backend.retarget.ik) from a clip's joints,
+and the positions stored are forward kinematics of them, so a frame's positions and rotations agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from backend.motion import rep272
+from backend.motion.rotations import quat_to_matrix
+from backend.retarget import default_skeleton
+from backend.retarget.ik import solve
+from backend.retarget.kinematics import forward_kinematics
+
+STD_FLOOR = 1e-3  # features that never vary (frame 0's identity rows) keep a finite normalisation
+
+
+def joints_to_272(joints: np.ndarray) -> np.ndarray:
+    """(T, 22, 3) joints (metres, Y up, 20 fps) -> (T, 272) float32 features, canonicalised."""
+    skeleton = default_skeleton()
+    root, quats = solve(joints, skeleton)
+    positions = forward_kinematics(root, quats, skeleton.offsets)[0]
+    return rep272.to_272(*rep272.canonicalize_272(positions, quat_to_matrix(quats))).astype(np.float32)
+
+
+def mean_std_272(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over every frame of `clips` (std floored at STD_FLOOR)."""
+    frames = np.concatenate([np.asarray(c, dtype=np.float64) for c in clips])
+    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), STD_FLOOR).astype(np.float32)
