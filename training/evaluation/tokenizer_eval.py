@@ -1,8 +1,9 @@
 """`motionlcm-eval tokenizer`: a MotionMillion tokenizer checkpoint on a split of 272-dim data.
 
 Reported (JSON on stdout, and the figures docs/motionmillion.md asks for):
-- reconstruction MPJPE: mean joint position error (metres) of the decoded features' positions, per clip over
-  whole windows of the clip (its length cut to a multiple of the token size);
+- reconstruction MPJPE (metres): of the decoded positions in the world, whose root path is integrated from the
+  decoded root velocities and heading changes (so it includes drift over the clip), and of the pose alone (the
+  root-relative, heading-free positions the features store); whole clips, cut to a multiple of the token size;
 - per-joint rotation error: the mean geodesic angle (degrees) between decoded and original joint rotations;
 - codebook usage: the fraction of the codebook's codes used over the split, and the perplexity of their use.
 """
@@ -29,7 +30,8 @@ def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "t
     names = (root / f"{split}.txt").read_text(encoding="utf-8").split()
     if not names:
         raise ValueError(f"split {split!r} of {root} is empty")
-    position_errors, angle_errors, counts = [], [], np.zeros(model.quantizer.codebook_size)
+    position_errors, pose_errors, angle_errors = [], [], []
+    counts = np.zeros(model.quantizer.codebook_size)
     for name in names:
         features = np.load(root / "vector_272" / f"{name}.npy")
         features = features[: len(features) // step * step]
@@ -41,6 +43,8 @@ def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "t
         positions, rotations = rep272.from_272(features)
         positions_rec, rotations_rec = rep272.from_272(decoded)
         position_errors.append(np.linalg.norm(positions_rec - positions, axis=-1).mean())
+        pose = (decoded - features)[:, rep272.POSITIONS].reshape(len(features), -1, 3)
+        pose_errors.append(np.linalg.norm(pose, axis=-1).mean())
         relative = np.einsum("tjik,tjil->tjkl", rotations, rotations_rec)  # R^T R'
         cos = np.clip((np.trace(relative, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
         angle_errors.append(np.degrees(np.arccos(cos)).mean(axis=0))
@@ -49,6 +53,7 @@ def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "t
     per_joint = np.mean(angle_errors, axis=0)
     return {"checkpoint": str(checkpoint), "data": str(root), "split": split, "clips": len(names),
             "mpjpe_m": round(float(np.mean(position_errors)), 4),
+            "mpjpe_pose_m": round(float(np.mean(pose_errors)), 4),
             "rotation_error_deg": {"mean": round(float(per_joint.mean()), 2),
                                    "per_joint": {j: round(float(e), 2) for j, e in zip(JOINT_NAMES, per_joint)}},
             "codebook": {"size": int(len(counts)), "used_fraction": round(float((counts > 0).mean()), 4),
