@@ -128,10 +128,14 @@ def write_action(obj: bpy.types.Object, name: str, channels: Mapping[tuple[str, 
 
 
 def _drop_keys_after(fcurves, frame: float) -> None:
+    """Remove each F-Curve's keys after `frame` (a tail: keys are in time order); the kept ones stay as they are,
+    handles included."""
     for fcurve in fcurves:
         points = fcurve.keyframe_points
-        for point in reversed([p for p in points if p.co[0] > frame + 1e-4]):
-            points.remove(point, fast=True)
+        co = np.empty(2 * len(points), dtype=np.float32)
+        points.foreach_get("co", co)
+        for _ in range(int((co[0::2] > frame + 1e-4).sum())):
+            points.remove(points[len(points) - 1], fast=True)
         fcurve.update()
 
 

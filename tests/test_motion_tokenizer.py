@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from backend.models.motion_tokenizer import MotionTokenizer, TokenizerConfig
-from backend.motion import rep272
 from retarget_data import HUMANML3D_000000, HUMANML3D_012314, humanml3d_joints
-from test_rep272 import rotated_clip
+from training.data.rep272_data import joints_to_272
 
 TINY = TokenizerConfig(width=64, depth=2, levels=(8, 5, 5, 5))
 
@@ -32,8 +31,7 @@ def test_shapes_tokens_and_their_decoding():
 
 
 def test_a_tiny_tokenizer_overfits_two_real_clips(data_dir):
-    clips = [rep272.to_272(*rep272.canonicalize_272(*rotated_clip(humanml3d_joints(data_dir, rel))))[:64]
-             for rel in (HUMANML3D_012314, HUMANML3D_000000)]
+    clips = [joints_to_272(humanml3d_joints(data_dir, rel))[:64] for rel in (HUMANML3D_012314, HUMANML3D_000000)]
     x = torch.tensor(np.stack(clips), dtype=torch.float32)
     x = (x - x.mean(dim=(0, 1))) / x.std(dim=(0, 1)).clamp(min=0.05)
     torch.manual_seed(0)

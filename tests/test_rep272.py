@@ -7,20 +7,11 @@ import numpy as np
 import pytest
 
 from backend.motion import rep272
-from backend.motion.rotations import matrix_to_quat, quat_to_matrix
+from backend.motion.rotations import matrix_to_quat
 from backend.retarget import default_skeleton
-from backend.retarget.ik import solve
 from backend.retarget.kinematics import forward_kinematics
 from retarget_data import HUMANML3D_000000, HUMANML3D_012314, humanml3d_joints
-
-
-def rotated_clip(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and rotations that agree: rotations solved on the SMPL-X rest skeleton, positions by forward
-    kinematics of them (the root's global rotation, the others local)."""
-    skeleton = default_skeleton()
-    root, quats = solve(joints, skeleton)
-    positions = forward_kinematics(root, quats, skeleton.offsets)[0]
-    return positions, quat_to_matrix(quats)
+from training.data.rep272_data import rotated_clip
 
 
 @pytest.mark.parametrize("clip", [HUMANML3D_012314, HUMANML3D_000000])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,12 +153,11 @@ def run_timeline(args: argparse.Namespace, out: Path) -> int:
 
         scale = travel_scale(default_skeleton())
         controls = scale_controls(controls, 1.0 / scale)
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
     bar, progress = _progress_bar("timeline", args.quiet)
 
     pipe = MotionLCMPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
-    result = generate_timeline(pipe, segments, controls=controls, previous=previous, seed=seed, steps=args.steps,
-                               fit=not args.draft, progress=progress)
+    result = generate_timeline(pipe, segments, controls=controls, previous=previous, seed=args.seed,
+                               steps=args.steps, fit=not args.draft, progress=progress)
     bar.close()
     for joint, err in result.control_errors.items():
         print(f"timeline controls: {joint} {err.mean * 100:.1f} cm mean, {err.max * 100:.1f} cm max", file=sys.stderr)

@@ -18,7 +18,9 @@ Coordinates are world HumanML3D axes (metres, Y up); `previous` and the controls
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,9 +30,9 @@ import numpy as np
 from backend.errors import InvalidRequest
 from backend.generation.controls import JointControl
 from backend.limits import MAX_PROMPT_CHARS, MAX_TIMELINE_SECONDS, MIN_SEGMENT_SECONDS
-from backend.motion.humanml3d_skeleton import forward_from_across
+from backend.motion.humanml3d_skeleton import facing_forward
 from backend.motion.rotations import quat_about_y, quat_rotate
-from backend.motion.skeleton import CONTROL_JOINTS, FACE_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES
+from backend.motion.skeleton import CONTROL_JOINTS, FPS, MAX_FRAMES, MIN_FRAMES
 
 if TYPE_CHECKING:
     from backend.generation.pipeline import MotionLCMPipeline
@@ -39,6 +41,7 @@ OVERLAP = 2  # frames of the existing motion a continuing chunk is generated ove
 BLEND = 20  # frames (1 s) over which the seam's position difference fades out
 VELOCITY_BLEND = 6  # frames over which the seam's velocity difference fades out (longer ones drift)
 ACCELERATION_BLEND = 4  # and its acceleration difference
+JOIN_FRAMES = max(OVERLAP, 3)  # frames of the motion so far a join reads (its overlap; 3 for the acceleration)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def parse_segments(items: Any) -> list[Segment]:
     """[{"prompt": str, "seconds": number}, ...] -> segments; InvalidRequest naming the segment at fault."""
     if not isinstance(items, list) or not items:
         raise InvalidRequest("timeline must be a non-empty list of {\"prompt\": ..., \"seconds\": ...} segments")
-    segments, total = [], 0.0
+    segments, lengths = [], []
     for i, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise InvalidRequest(f"timeline segment {i} must be an object {{\"prompt\", \"seconds\"}}, got {item!r}")
@@ -81,29 +84,20 @@ def parse_segments(items: Any) -> list[Segment]:
                 or seconds < MIN_SEGMENT_SECONDS:
             raise InvalidRequest(f"timeline segment {i} ({prompt.strip()!r}) lasts {seconds!r} s; a segment "
                                  f"needs at least {MIN_SEGMENT_SECONDS:g} s")
-        total += float(seconds)
+        lengths.append(float(seconds))
         segments.append(Segment(prompt.strip(), int(round(float(seconds) * FPS))))
-    if total > MAX_TIMELINE_SECONDS + 1e-9:
-        raise InvalidRequest(f"the timeline lasts {total:g} s; at most {MAX_TIMELINE_SECONDS:g} s (segment "
-                             f"{_segment_past_limit(items)} ends past it)")
+    ends = list(itertools.accumulate(lengths))
+    if ends[-1] > MAX_TIMELINE_SECONDS + 1e-9:
+        past = next(i for i, end in enumerate(ends, start=1) if end > MAX_TIMELINE_SECONDS + 1e-9)
+        raise InvalidRequest(f"the timeline lasts {ends[-1]:g} s; at most {MAX_TIMELINE_SECONDS:g} s (segment "
+                             f"{past} ends past it)")
     return segments
-
-
-def _segment_past_limit(items: list[dict]) -> int:
-    end = 0.0
-    for i, item in enumerate(items, start=1):
-        end += float(item["seconds"])
-        if end > MAX_TIMELINE_SECONDS + 1e-9:
-            return i
-    return len(items)
 
 
 def facing_frame(pose: np.ndarray) -> tuple[np.ndarray, float]:
     """(xz origin as (x, 0, z), yaw) of a (22, 3) pose: its pelvis on the floor plane and the angle about +Y
     from +Z to the way it faces (HumanML3D's hips + shoulders rule)."""
-    right_hip, left_hip, right_shoulder, left_shoulder = FACE_JOINTS
-    across = (pose[right_hip] - pose[left_hip]) + (pose[right_shoulder] - pose[left_shoulder])
-    forward = forward_from_across(across.astype(np.float64))
+    forward = facing_forward(np.asarray(pose, dtype=np.float64))
     return pose[0] * np.array([1.0, 0.0, 1.0]), float(np.arctan2(forward[0], forward[2]))
 
 
@@ -189,13 +183,13 @@ def _chunk_controls(overlap: np.ndarray | None, controls: Sequence[JointControl]
 
 def generate_timeline(pipe: MotionLCMPipeline, segments: Sequence[Segment],
                       controls: Sequence[JointControl] = (), previous: np.ndarray | None = None,
-                      seed: int = 0, steps: int = 1, fit: bool = True, hold_joints: Sequence[str] = (),
+                      seed: int | None = None, steps: int = 1, fit: bool = True, hold_joints: Sequence[str] = (),
                       progress: Callable[[str, float], None] | None = None) -> TimelineResult:
     """One continuous motion for `segments`, each continuing the one before.
 
     controls: world positions (the model's metres) on the timeline's frames (0 = the first new frame).
     previous: (T >= 2, 22, 3) world joints to continue (the result then holds only the new frames, starting after
-    previous[-1]). Chunk i uses seed + i. hold_joints: control joints of the existing motion given to the ControlNet over the overlap (the
+    previous[-1]). Chunk i uses seed + i (seed None: a random one, as the pipeline picks; `seeds` holds them). hold_joints: control joints of the existing motion given to the ControlNet over the overlap (the
     measured alternative; none by default). progress(stage, fraction) follows every chunk's stages (the fraction
     over the whole timeline) and may raise to cancel.
     """
@@ -211,7 +205,9 @@ def generate_timeline(pipe: MotionLCMPipeline, segments: Sequence[Segment],
         if control.frames.max() >= total:
             raise InvalidRequest(f"a {control.joint} control reaches frame {int(control.frames.max())}, past the "
                                  f"timeline's {total} frames")
-    history = previous  # everything generated so far, world axes (previous motion first, if any)
+    if seed is None:
+        seed = random.randrange(2**31)
+    history = previous  # the last frames so far, world axes: what the next chunk joins onto
     out: list[np.ndarray] = []
     result = TimelineResult(joints=np.zeros((0, 22, 3), np.float32), starts=[], prompts=[s.prompt for s in segments],
                             seeds=[], chunks=[])
@@ -236,7 +232,7 @@ def generate_timeline(pipe: MotionLCMPipeline, segments: Sequence[Segment],
             world = warp_seam(history, world, k - 1)
         new = world[k:k + frames]
         out.append(new)
-        history = new if history is None else np.concatenate([history, new])
+        history = (new if history is None else np.concatenate([history, new]))[-JOIN_FRAMES:]
         result.seeds.append(seed + i)
         result.chunks.append((first, frames))
         user_joints = {c.joint for c in controls if ((c.frames >= first) & (c.frames < first + frames)).any()}

@@ -118,10 +118,14 @@ def canonicalize(joints: np.ndarray) -> np.ndarray:
     joints = check_joints(joints, min_frames=1)
     placed = joints - np.array([0.0, joints[..., 1].min(), 0.0])
     placed = placed - placed[0, 0] * np.array([1.0, 0.0, 1.0])
-    first = placed[0]
-    across = (first[_RIGHT_HIP] - first[_LEFT_HIP]) + (first[_RIGHT_SHOULDER] - first[_LEFT_SHOULDER])
-    turn = _turn_to_plus_z(forward_from_across(across))
-    return quat_rotate(turn, placed)
+    return quat_rotate(_turn_to_plus_z(facing_forward(placed[0])), placed)
+
+
+def facing_forward(pose: np.ndarray) -> np.ndarray:
+    """The way a (..., 22, 3) pose faces: up x (hip line + shoulder line, right to left), horizontal, not unit."""
+    across = (pose[..., _RIGHT_HIP, :] - pose[..., _LEFT_HIP, :]) \
+        + (pose[..., _RIGHT_SHOULDER, :] - pose[..., _LEFT_SHOULDER, :])
+    return forward_from_across(across)
 
 
 def contact_labels(joints: np.ndarray, threshold: float | np.ndarray = FOOT_CONTACT_THRESHOLD) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.motion.rotations import matrix_to_6d, sixd_to_matrix
+from backend.motion.rotations import matrix_to_6d, quat_about_y, quat_to_matrix, sixd_to_matrix
 from backend.motion.skeleton import NUM_JOINTS
 
 FEATURE_DIM_272 = 8 + 12 * NUM_JOINTS  # 272
@@ -32,10 +32,7 @@ ROTATIONS = slice(8 + 6 * NUM_JOINTS, 8 + 12 * NUM_JOINTS)
 
 def rot_y(angle: np.ndarray) -> np.ndarray:
     """(...,) angles -> (..., 3, 3) rotations about +Y (+Z turns towards +X for a positive angle)."""
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1),
-                     np.stack([-s, zero, c], -1)], -2)
+    return quat_to_matrix(quat_about_y(np.asarray(angle, dtype=np.float64)))
 
 
 def heading(root_rotation: np.ndarray) -> np.ndarray:

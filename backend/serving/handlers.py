@@ -107,9 +107,8 @@ def run_timeline(pipeline: Any, request: GenerateRequest, report: Report, target
     # The motion to continue on the model's body (its bone directions, the model's bone lengths, the root at the
     # model's size): the seam is then joined on one rigid body, which the retargeting maps back without a kink.
     previous = None if request.previous is None else uniform_skeleton(request.previous, root_scale=1.0 / scale)
-    seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-    timeline = generate_timeline(pipeline, request.segments, controls=controls, previous=previous, seed=seed,
-                                 steps=request.steps, fit=request.fit, progress=report)
+    timeline = generate_timeline(pipeline, request.segments, controls=controls, previous=previous,
+                                 seed=request.seed, steps=request.steps, fit=request.fit, progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
     tail = 0 if previous is None else min(OVERLAP, len(previous))
@@ -127,6 +126,7 @@ def run_timeline(pipeline: Any, request: GenerateRequest, report: Report, target
     timings = {name: float(ms) for name, ms in timeline.timings.items()}
     timings["retarget"] = (time.perf_counter() - retarget_start) * 1000.0
     timings["total"] = (time.perf_counter() - start) * 1000.0
+    seed = timeline.seeds[0]
     settings = {"prompt": request.prompt, "frames": request.frames, "seed": seed, "seeds": timeline.seeds,
                 "steps": request.steps, "fit": request.fit, "target_fps": fps, "in_place": request.in_place,
                 "foot_lock": request.foot_lock, "continued": request.previous is not None,

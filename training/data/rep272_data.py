@@ -19,12 +19,17 @@ from backend.retarget.kinematics import forward_kinematics
 STD_FLOOR = 1e-3  # features that never vary (frame 0's identity rows) keep a finite normalisation
 
 
-def joints_to_272(joints: np.ndarray) -> np.ndarray:
-    """(T, 22, 3) joints (metres, Y up, 20 fps) -> (T, 272) float32 features, canonicalised."""
+def rotated_clip(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (T, 22, 3), rotations (T, 22, 3, 3): the root's global, the others local) of a clip's joints:
+    rotations solved on the SMPL-X rest skeleton, positions by forward kinematics of them, so they agree."""
     skeleton = default_skeleton()
     root, quats = solve(joints, skeleton)
-    positions = forward_kinematics(root, quats, skeleton.offsets)[0]
-    return rep272.to_272(*rep272.canonicalize_272(positions, quat_to_matrix(quats))).astype(np.float32)
+    return forward_kinematics(root, quats, skeleton.offsets)[0], quat_to_matrix(quats)
+
+
+def joints_to_272(joints: np.ndarray) -> np.ndarray:
+    """(T, 22, 3) joints (metres, Y up, 20 fps) -> (T, 272) float32 features, canonicalised."""
+    return rep272.to_272(*rep272.canonicalize_272(*rotated_clip(joints))).astype(np.float32)
 
 
 def mean_std_272(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
