@@ -17,6 +17,8 @@ GUIDANCE = (1.0, 50.0)  # accepted guidance scale range; None means the checkpoi
 MAX_TARGET_FPS = 240.0
 MIN_SEGMENT_SECONDS = 1.0  # a timeline segment (backend.generation.timeline)
 MAX_TIMELINE_SECONDS = 120.0  # a whole timeline, or one prompt generated in segments
+MAX_AR_SECONDS = 30.0  # one motion of the AR engine (600 frames; it makes long motions in one piece)
+ENGINES = ("motionlcm", "ar")  # the generation engines a request may name; the first is the default
 
 
 def as_dict() -> dict[str, Any]:
@@ -24,4 +26,5 @@ def as_dict() -> dict[str, Any]:
     return {"min_frames": MIN_FRAMES, "max_frames": MAX_FRAMES, "max_prompt_chars": MAX_PROMPT_CHARS,
             "steps": list(STEPS), "max_variations": MAX_VARIATIONS, "max_tuning": MAX_TUNING,
             "guidance": list(GUIDANCE), "max_target_fps": MAX_TARGET_FPS,
-            "min_segment_seconds": MIN_SEGMENT_SECONDS, "max_timeline_seconds": MAX_TIMELINE_SECONDS}
+            "min_segment_seconds": MIN_SEGMENT_SECONDS, "max_timeline_seconds": MAX_TIMELINE_SECONDS,
+            "max_ar_seconds": MAX_AR_SECONDS, "engines": list(ENGINES)}

@@ -44,6 +44,7 @@ fi
 run cold_start benchmarks/bench_cold_start.py
 run control benchmarks/bench_control.py --device "$device"
 run timeline benchmarks/bench_timeline.py
+run ar benchmarks/bench_ar.py --device "$device"
 run profile_engine benchmarks/profile_engine.py
 run retarget benchmarks/bench_retarget.py
 run bake benchmarks/bench_bake.py

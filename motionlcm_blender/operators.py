@@ -277,6 +277,7 @@ class MOTIONLCM_OT_history_regenerate(Operator):
         settings.prompt_text = None
         settings.prompt, settings.seed, settings.seconds = item.prompt, item.seed, item.seconds
         settings.steps, settings.use_guidance, settings.guidance = str(item.steps), item.use_guidance, item.guidance
+        settings.engine = item.engine
         settings.variations = 1
         if self.load_only:
             return {"FINISHED"}

@@ -82,11 +82,12 @@ def _draw_prompt(layout: bpy.types.UILayout, context: bpy.types.Context, setting
     col.use_property_split = True
     col.prop(settings, "seconds")
     frames = round(settings.seconds * 20)
-    longest = limits["max_timeline_seconds"]
+    ar = settings.engine == request_builder.AR_ENGINE
+    longest = limits["max_ar_seconds"] if ar else limits["max_timeline_seconds"]
     in_range = limits["min_frames"] <= frames <= round(longest * 20)
     hint = col.row()
     hint.alert = not in_range
-    segmented = " (in segments)" if frames > limits["max_frames"] else ""
+    segmented = " (in segments)" if frames > limits["max_frames"] and not ar else ""
     hint.label(text=f"{frames} model frames" + (segmented if in_range else f" (2 to {longest:g} s)"))
 
 
@@ -114,8 +115,15 @@ class MOTIONLCM_PT_main(SidebarPanel, Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = context.scene.motionlcm
-        layout.prop(settings, "use_timeline")
+        layout.prop(settings, "engine", expand=True)
+        ar = settings.engine == request_builder.AR_ENGINE
         limits = request_builder.usable_limits(session.limits)
+        if ar and (settings.controls or settings.use_timeline):  # said before Generate refuses it
+            box = layout.box()
+            box.alert = True
+            _wrapped(box, context, "The AR engine takes a prompt and a duration only: untick Timeline and remove "
+                                   "the trajectory controls, or choose MotionLCM.", icon="ERROR")
+        layout.prop(settings, "use_timeline")
         if settings.use_timeline:
             _draw_timeline(layout, settings, limits)
         else:
@@ -126,7 +134,8 @@ class MOTIONLCM_PT_main(SidebarPanel, Panel):
         row = col.row(align=True)
         row.prop(settings, "seed")
         row.operator("motionlcm.randomize_seed", text="", icon="FILE_REFRESH")
-        col.prop(settings, "steps", expand=True)
+        if not ar:  # the AR engine samples token by token: no step count
+            col.prop(settings, "steps", expand=True)
         row = col.row(heading="Guidance")
         row.prop(settings, "use_guidance", text="")
         if settings.use_guidance:

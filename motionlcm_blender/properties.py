@@ -1,8 +1,9 @@
 """Scene settings of the MotionLCM panel (`scene.motionlcm`): prompt, timing, sampler, controls, target, history.
 
 Duration is stored in seconds; request_builder.model_frames turns it into round(20 s) model frames
-and enforces 2..120 s with a clear message (over 9.8 s the backend generates segments), so the soft limits here
-only guide the slider. A timeline is a list of (prompt, seconds) segments.
+and enforces 2..120 s with a clear message (over 9.8 s the backend generates segments; the AR engine: 2..30 s in
+one piece, request_builder.ar_frames), so the soft limits here only guide the slider. A timeline is a list of
+(prompt, seconds) segments.
 """
 
 import bpy
@@ -56,8 +57,16 @@ class MotionLCMSegment(PropertyGroup):
                            precision=1, step=50, description="Length of the segment (at least 1 s)")
 
 
+ENGINE_ITEMS = [
+    ("motionlcm", "MotionLCM", "Clips up to 9.8 s in one step (longer in segments), trajectory controls, "
+     "timelines and Continue"),
+    (request_builder.AR_ENGINE, "AR (MotionMillion)", "Token by token from the prompt: up to 30 s in one piece, "
+     "with joint rotations; no trajectory controls, timelines or Continue")]
+
+
 class MotionLCMHistoryItem(PropertyGroup):
     prompt: StringProperty(name="Prompt")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="motionlcm")
     seed: IntProperty(name="Seed")
     seconds: FloatProperty(name="Duration", unit="TIME_ABSOLUTE")
     steps: IntProperty(name="Steps")
@@ -68,6 +77,8 @@ class MotionLCMHistoryItem(PropertyGroup):
 
 
 class MotionLCMSettings(PropertyGroup):
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="motionlcm",
+                         description="Which generator makes the motion")
     prompt: StringProperty(name="Prompt", description="What the character does, in plain English",
                            default="a person walks forward and waves")
     prompt_text: PointerProperty(name="Prompt Text", type=bpy.types.Text,
@@ -128,7 +139,7 @@ class MotionLCMSettings(PropertyGroup):
             steps=int(self.steps),
             guidance=self.guidance if self.use_guidance else None, seed=self.seed, variations=self.variations,
             target_fps=scene_fps, in_place=self.in_place, foot_lock=self.foot_lock,
-            fit=self.fit_controls, tuning=self.tuning_iterations if self.fit_controls else 0)
+            fit=self.fit_controls, tuning=self.tuning_iterations if self.fit_controls else 0, engine=self.engine)
 
 
 CLASSES = (MotionLCMControl, MotionLCMSegment, MotionLCMHistoryItem, MotionLCMSettings)

@@ -18,7 +18,8 @@ from . import curves
 FALLBACK_LIMITS: dict[str, Any] = {
     "min_frames": 40, "max_frames": 196, "max_prompt_chars": 1000, "steps": [1, 2, 4], "max_variations": 8,
     "max_tuning": 1000, "guidance": [1.0, 50.0], "max_target_fps": 240.0, "min_segment_seconds": 1.0,
-    "max_timeline_seconds": 120.0}
+    "max_timeline_seconds": 120.0, "max_ar_seconds": 30.0, "engines": ["motionlcm", "ar"]}
+AR_ENGINE = "ar"  # the MotionMillion engine: prompt and duration (up to max_ar_seconds in one piece), no controls
 # Joints ControlNet can follow (the OmniControl set), as the panel lists them.
 CONTROL_JOINTS = ("pelvis", "head", "left_wrist", "right_wrist", "left_foot", "right_foot")
 
@@ -40,6 +41,7 @@ class GenerationSettings:
     foot_lock: bool = True  # as the panel's default
     fit: bool = True  # bend the motion onto its controls (the backend's fitting); False = the draft
     tuning: int = 0  # latent tuning iterations before fitting; 0 = none
+    engine: str = "motionlcm"  # or AR_ENGINE
 
 
 def usable_limits(limits: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,6 +72,42 @@ def model_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
                            f"{low / curves.MODEL_FPS:g} to {lim['max_timeline_seconds']:g} s ({low} to {high} "
                            f"frames at 20 fps; above {lim['max_frames'] / curves.MODEL_FPS:g} s in segments).")
     return frames
+
+
+def ar_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
+    """Duration -> model frames for the AR engine, which makes up to `max_ar_seconds` in one piece."""
+    lim = usable_limits(limits)
+    low, high = lim["min_frames"], int(round(lim["max_ar_seconds"] * curves.MODEL_FPS))
+    frames = int(round(seconds * curves.MODEL_FPS))
+    if not low <= frames <= high:
+        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; the AR engine makes "
+                           f"{low / curves.MODEL_FPS:g} to {lim['max_ar_seconds']:g} s ({low} to {high} frames).")
+    return frames
+
+
+def check_engine_inputs(engine: str, has_controls: bool, one_motion: bool,
+                        limits: dict[str, Any] | None = None) -> None:
+    """RequestError when the AR engine is asked for what belongs to the MotionLCM engine only (controls, a
+    timeline, Continue: `one_motion`); the panel calls it before it reads any curve."""
+    if engine != AR_ENGINE:
+        return
+    lim = usable_limits(limits)
+    if AR_ENGINE not in lim["engines"]:
+        raise RequestError("This backend has no AR engine; choose the MotionLCM engine or update the backend.")
+    if has_controls:
+        raise RequestError("Trajectory controls are not part of the AR engine: remove them from the Trajectory "
+                           "Controls list, or choose the MotionLCM engine to follow them.")
+    if one_motion:
+        raise RequestError("Timelines and Continue use the MotionLCM engine; the AR engine makes one prompt of up "
+                           f"to {lim['max_ar_seconds']:g} s in one piece.")
+
+
+def _ar_request(settings: GenerationSettings, controls: list[dict[str, Any]], timeline: list[dict] | None,
+                continue_from: np.ndarray | None, lim: dict[str, Any]) -> dict[str, Any]:
+    """The `engine: "ar"` fields; RequestError for what belongs to the MotionLCM engine only."""
+    check_engine_inputs(AR_ENGINE, bool(controls), timeline is not None or continue_from is not None, lim)
+    return {"type": "generate", "engine": AR_ENGINE, "prompt": validate_prompt(settings.prompt, lim),
+            "frames": ar_frames(settings.seconds, lim)}
 
 
 def timeline_segments(segments: list[tuple[str, float]], limits: dict[str, Any] | None = None) -> list[dict]:
@@ -134,14 +172,9 @@ def knot_frames(knots_bu: np.ndarray, frame_count: int) -> np.ndarray:
     return np.round(curves.arc_length_fractions(knots_bu) * (frame_count - 1)).astype(int)
 
 
-def build_generate_request(settings: GenerationSettings, controls: list[dict[str, Any]],
-                           rest_joints: np.ndarray | None = None,
-                           limits: dict[str, Any] | None = None, timeline: list[dict] | None = None,
-                           continue_from: np.ndarray | None = None) -> dict[str, Any]:
-    """The `generate` request body (without `id`); raises RequestError on any bad setting. `limits`: the
-    backend's (its ping reply), else the fallback copy. `timeline`: timeline_segments' list instead of the prompt
-    and duration; `continue_from`: (T, 22, 3) joints (target space, HumanML3D axes) the motion continues."""
-    lim = usable_limits(limits)
+def _motionlcm_request(settings: GenerationSettings, controls: list[dict[str, Any]], timeline: list[dict] | None,
+                       continue_from: np.ndarray | None, lim: dict[str, Any]) -> dict[str, Any]:
+    """The MotionLCM engine's fields: prompt and frames or a timeline, controls, steps, fitting and tuning."""
     one_motion = timeline is not None or continue_from is not None or \
         model_frames(settings.seconds, lim) > lim["max_frames"]
     if one_motion and settings.variations != 1:
@@ -151,19 +184,8 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
                            "clip and Continue (the path is still fitted).")
     if settings.steps not in lim["steps"]:
         raise RequestError(f"Steps must be one of {tuple(lim['steps'])}, got {settings.steps}.")
-    if not 1 <= settings.variations <= lim["max_variations"]:
-        raise RequestError(f"Variations must be between 1 and {lim['max_variations']}, got {settings.variations}.")
-    low, high = lim["guidance"]
-    if settings.guidance is not None and not low <= settings.guidance <= high:
-        raise RequestError(f"Guidance must be between {low:g} and {high:g}, got "
-                           f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
     if not 0 <= settings.tuning <= lim["max_tuning"]:
         raise RequestError(f"Latent tuning takes 0 to {lim['max_tuning']} iterations, got {settings.tuning}.")
-    if settings.seed is not None and settings.seed < 0:
-        raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
-    if not 0 < settings.target_fps <= lim["max_target_fps"]:
-        raise RequestError(f"The scene frame rate must be between 0 and {lim['max_target_fps']:g} fps, got "
-                           f"{settings.target_fps:g}.")
     joints = [c["joint"] for c in controls]
     repeated = sorted({j for j in joints if joints.count(j) > 1})
     if repeated:
@@ -175,20 +197,38 @@ def build_generate_request(settings: GenerationSettings, controls: list[dict[str
         body.update(prompt=validate_prompt(settings.prompt, lim), frames=model_frames(settings.seconds, lim))
     if continue_from is not None:
         body["continue_from"] = np.round(np.asarray(continue_from, dtype=float), 5).tolist()
-    return {
-        **body,
-        "controls": controls,
-        "steps": settings.steps,
-        "guidance": settings.guidance,
-        "seed": settings.seed,
-        "variations": settings.variations,
-        "fit": settings.fit,
-        "tuning": settings.tuning if controls else 0,  # tuning fits controls: nothing to fit without them
-        "target_fps": float(settings.target_fps),
-        "in_place": settings.in_place,
-        "foot_lock": settings.foot_lock,
-        "rest_joints": None if rest_joints is None else np.asarray(rest_joints, dtype=float).round(6).tolist(),
-    }
+    return {**body, "controls": controls, "steps": settings.steps, "fit": settings.fit,
+            "tuning": settings.tuning if controls else 0}  # tuning fits controls: nothing to fit without them
+
+
+def build_generate_request(settings: GenerationSettings, controls: list[dict[str, Any]],
+                           rest_joints: np.ndarray | None = None,
+                           limits: dict[str, Any] | None = None, timeline: list[dict] | None = None,
+                           continue_from: np.ndarray | None = None) -> dict[str, Any]:
+    """The `generate` request body (without `id`); raises RequestError on any bad setting. `limits`: the
+    backend's (its ping reply), else the fallback copy. `timeline`: timeline_segments' list instead of the prompt
+    and duration; `continue_from`: (T, 22, 3) joints (target space, HumanML3D axes) the motion continues.
+    `settings.engine` AR_ENGINE: the AR engine's request, which refuses controls, timelines and Continue."""
+    lim = usable_limits(limits)
+    if not 1 <= settings.variations <= lim["max_variations"]:
+        raise RequestError(f"Variations must be between 1 and {lim['max_variations']}, got {settings.variations}.")
+    low, high = lim["guidance"]
+    if settings.guidance is not None and not low <= settings.guidance <= high:
+        raise RequestError(f"Guidance must be between {low:g} and {high:g}, got "
+                           f"{settings.guidance:g}; or untick Custom Guidance for the checkpoint's default.")
+    if settings.seed is not None and settings.seed < 0:
+        raise RequestError(f"The seed must be 0 or more, got {settings.seed}.")
+    if not 0 < settings.target_fps <= lim["max_target_fps"]:
+        raise RequestError(f"The scene frame rate must be between 0 and {lim['max_target_fps']:g} fps, got "
+                           f"{settings.target_fps:g}.")
+    if settings.engine == AR_ENGINE:
+        body = _ar_request(settings, controls, timeline, continue_from, lim)
+    else:
+        body = _motionlcm_request(settings, controls, timeline, continue_from, lim)
+    return {**body, "guidance": settings.guidance, "seed": settings.seed, "variations": settings.variations,
+            "target_fps": float(settings.target_fps), "in_place": settings.in_place,
+            "foot_lock": settings.foot_lock,
+            "rest_joints": None if rest_joints is None else np.asarray(rest_joints, dtype=float).round(6).tolist()}
 
 
 def control_summary(result: dict[str, Any]) -> tuple[str, list[str]]:

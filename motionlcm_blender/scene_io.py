@@ -119,11 +119,15 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False,
     if character_only:
         return GenerationPlan(requests={"skeleton": {"type": "skeleton"}}, target=NEW, armature_name=None, **common)
     values = settings.generation_settings(scene_fps)
+    request_builder.check_engine_inputs(values.engine, len(settings.controls) > 0,
+                                        settings.use_timeline or continuing, session.limits)
     timeline = request_builder.timeline_segments(settings.timeline(), session.limits) \
         if settings.use_timeline else None
     if timeline is None:
         request_builder.validate_prompt(values.prompt, session.limits)
-        frames = request_builder.model_frames(values.seconds, session.limits)
+        frames = request_builder.ar_frames(values.seconds, session.limits) \
+            if values.engine == request_builder.AR_ENGINE else request_builder.model_frames(values.seconds,
+                                                                                           session.limits)
     else:
         frames = sum(int(round(item["seconds"] * curves.MODEL_FPS)) for item in timeline)
     kind, obj = _target(context)
@@ -146,7 +150,7 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False,
         requests = {"skeleton": {"type": "skeleton"}, **requests}
     prompt = requests["generate"]["prompt"] if timeline is None else " → ".join(t["prompt"] for t in timeline)
     history = {"prompt": prompt, "seconds": frames / curves.MODEL_FPS, "steps": values.steps,
-               "guidance": settings.guidance, "use_guidance": settings.use_guidance}
+               "guidance": settings.guidance, "use_guidance": settings.use_guidance, "engine": values.engine}
     return GenerationPlan(requests=requests, target=kind, armature_name=obj.name if obj else None,
                           history=history, continue_after=float(scene.frame_current) if continuing else None,
                           **common)

@@ -142,6 +142,23 @@ def test_timeline_and_continue_requests():
             request_builder.timeline_segments(items)
 
 
+def test_ar_engine_requests_carry_prompt_and_duration_only():
+    request = request_builder.build_generate_request(_settings(engine="ar", seconds=30.0, tuning=5), [])
+    assert request == {"type": "generate", "engine": "ar", "prompt": "a person jumps", "frames": 600,
+                       "guidance": None, "seed": 5, "variations": 1, "target_fps": 25.0, "in_place": False,
+                       "foot_lock": True, "rest_joints": None}
+    control = request_builder.path_control("pelvis", np.array([[0, 0, 0], [2, 0, 0.0]]), 60, 1.0, 1.0)
+    for kwargs, message in (({"controls": [control]}, "Trajectory controls are not part of the AR engine"),
+                            ({"timeline": [{"prompt": "walk", "seconds": 3.0}]}, "Timelines and Continue"),
+                            ({"continue_from": np.zeros((4, 22, 3))}, "Timelines and Continue"),
+                            ({"settings": _settings(engine="ar", seconds=30.5)}, "the AR engine makes 2 to 30 s"),
+                            ({"limits": {**request_builder.FALLBACK_LIMITS, "engines": ["motionlcm"]}},
+                             "This backend has no AR engine")):
+        args = {"settings": _settings(engine="ar"), "controls": [], **kwargs}
+        with pytest.raises(request_builder.RequestError, match=message):
+            request_builder.build_generate_request(**args)
+
+
 @pytest.mark.parametrize("guidance", [0.0, 0.99, 50.5])
 def test_guidance_outside_the_backend_range_is_refused(guidance):
     with pytest.raises(request_builder.RequestError, match="Guidance must be between 1 and 50.*Custom Guidance"):

@@ -371,3 +371,33 @@ def test_validation_follows_the_limits_the_backend_sends(scene, fake_client):
         bpy.ops.motionlcm.generate()
     scene.motionlcm.variations, scene.motionlcm.seconds = 1, 12.0  # 240 frames: this backend takes them
     assert scene_io.plan_generation(bpy.context).requests["generate"]["frames"] == 240
+
+
+def test_the_ar_engine_sends_prompt_and_duration_up_to_30_s_and_says_what_it_cannot_do(scene):
+    """Engine: AR (MotionMillion): 25 s in one piece (no segments), no steps or controls in the request; with a
+    trajectory control, a timeline or over 30 s Generate is refused with the fix, before anything changes."""
+    settings = scene.motionlcm
+    settings.engine, settings.prompt, settings.seconds = "ar", "a person walks in a long line", 25.0
+    request = scene_io.plan_generation(bpy.context).requests["generate"]
+    assert request["engine"] == "ar" and request["frames"] == 500
+    assert not {"steps", "controls", "tuning", "timeline", "fit"} & set(request)
+    for setup, message in (({"seconds": 31.0}, "the AR engine makes 2 to 30 s"),
+                           ({"use_timeline": True}, "Timelines and Continue use the MotionLCM engine")):
+        for key, value in setup.items():
+            setattr(settings, key, value)
+        before = _state(scene)
+        with pytest.raises(RuntimeError, match=message):
+            bpy.ops.motionlcm.generate()
+        assert _state(scene) == before
+        settings.seconds, settings.use_timeline = 25.0, False
+    settings.controls.add()  # even without a source: the engine's limit is said first
+    with pytest.raises(RuntimeError, match="Trajectory controls are not part of the AR engine"):
+        bpy.ops.motionlcm.generate()
+    settings.controls.remove(0)
+    # The history remembers the engine, and Regenerate restores it.
+    obj = character.create_character(bpy.context, skeleton_reply())
+    plan = _plan(scene, target="ARMATURE", armature=obj, engine="ar", seconds=12.0)
+    scene_io.apply_generation(bpy.context, plan, {"generate": generate_result(frames=240, seed=3)})
+    settings.engine = "motionlcm"
+    bpy.ops.motionlcm.history_regenerate(index=0, load_only=True)
+    assert settings.engine == "ar" and settings.seconds == 12.0

@@ -53,7 +53,8 @@ def test_tokenizer_stage_trains_on_prepared_272_data_resumes_and_exports(tmp_pat
     resumed run ends where the uninterrupted one does, and the exported checkpoint loads and tokenizes."""
     from training.cli import data_main, train_main
     from training.data.synthetic import walking_clip, waving_clip
-    from training.stages.tokenizer import load_tokenizer, main
+    from backend.ar_checkpoint import load_tokenizer
+    from training.stages.tokenizer import main
 
     source = tmp_path / "source"
     source.mkdir()

@@ -5,6 +5,7 @@
     motionlcm-train all --data ROOT --out runs/NAME [--preset tiny|default|official] [--resume]
     motionlcm-train vae|mld|lcm|controlnet --data ROOT --out runs/NAME [--preset ...] [--set train.steps=100]
     motionlcm-train tokenizer --data ROOT --out runs/NAME    (MotionMillion engine; data from prepare --format both)
+    motionlcm-train ar --data ROOT --out runs/NAME           (its generator, over the tokenizer of the same run)
 Multi-GPU / multi-node: launch the same command with `torchrun --nproc_per_node N -m training.cli train ...`
 or `torchrun --nproc_per_node N $(which motionlcm-train) ...`.
 """
@@ -34,8 +35,8 @@ def _run_stage(stage: str, args: argparse.Namespace, resume: bool) -> None:
 
 def train_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="motionlcm-train", description="Train MotionLCM stages.")
-    # `tokenizer` is the MotionMillion engine's (on `prepare --format both` data), not part of `all`.
-    parser.add_argument("stage", choices=(*STAGES, "all", "tokenizer"))
+    # `tokenizer` and `ar` are the MotionMillion engine's (on `prepare --format both` data), not part of `all`.
+    parser.add_argument("stage", choices=(*STAGES, "all", "tokenizer", "ar"))
     parser.add_argument("--data", required=True, help="HumanML3D-format root (motionlcm-data prepare)")
     parser.add_argument("--out", required=True, help="run folder, e.g. runs/NAME (one sub-folder per stage)")
     parser.add_argument("--preset", choices=PRESETS, default="default")

@@ -1,11 +1,13 @@
 """`motionlcm convert`: an official MotionLCM `.ckpt`, or one of our checkpoint folders (e.g. to re-save it as
 float16 for shipping), into our format (safetensors + JSON) with its statistics, provenance, licence and sampling
-settings."""
+settings. An AR engine folder (backend/ar_checkpoint.py) is re-saved the same way, optionally with new recommended
+sampling settings."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,42 @@ def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
     return _resave(loaded, dst, provenance, loaded.licence or None, half, tuning_penalty)
 
 
+def convert_ar(src: str | Path, dst: str | Path, half: bool = False, **sampling: Any) -> Path:
+    """An AR engine folder re-saved (e.g. float16 for shipping); `sampling` (temperature, top_k, guidance) given
+    as not-None replaces its recommended sampling settings."""
+    from backend.ar_checkpoint import load_ar, save_ar
+
+    src = Path(src)
+    if Path(dst).resolve() == src.resolve():
+        raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
+    loaded = load_ar(src)
+    chosen = dataclasses.replace(loaded.sampling, **{k: v for k, v in sampling.items() if v is not None})
+    provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
+                  "source_sha256": file_sha256(src / WEIGHTS_FILE)}
+    return save_ar(dst, loaded.tokenizer, loaded.generator, loaded.mean, loaded.std,
+                   text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim, sampling=chosen,
+                   provenance=provenance, licence=loaded.licence, half=half)
+
+
+def _is_ar_folder(path: Path) -> bool:
+    from backend.ar_checkpoint import ENGINE_FORMAT
+
+    try:
+        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == ENGINE_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
 def _run_convert(args: argparse.Namespace) -> int:
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance}
+    if Path(args.checkpoint).is_dir() and _is_ar_folder(Path(args.checkpoint)):
+        if args.tuning_penalty is not None:
+            raise CheckpointError("--tuning-penalty applies to MotionLCM checkpoints, not to AR engine folders")
+        out = convert_ar(args.checkpoint, args.out, half=args.half, **sampling)
+        print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
+        return 0
+    if any(v is not None for v in sampling.values()):
+        raise CheckpointError("--temperature, --top-k and --guidance apply to AR engine folders")
     out = convert_checkpoint(args.checkpoint, args.out, half=args.half, tuning_penalty=args.tuning_penalty)
     print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
     return 0
@@ -71,4 +108,8 @@ def add_parser(subparsers: Any) -> None:
                         help="latent tuning correlation penalty recommended with this model, the pipeline's "
                              f"default for it (folders keep theirs unless given; official: "
                              f"{OFFICIAL_CORRELATION_PENALTY:g})")
+    ar = parser.add_argument_group("AR engine folders (motionlcm-train ar): recommended sampling")
+    ar.add_argument("--temperature", type=float)
+    ar.add_argument("--top-k", type=int)
+    ar.add_argument("--guidance", type=float, help="classifier-free guidance (1 = off)")
     parser.set_defaults(func=_run_convert)

@@ -12,6 +12,7 @@ import numpy as np
 
 from backend.generation.controls import load_control_file, parse_control_arg
 from backend.errors import InvalidRequest
+from backend.limits import ENGINES
 from backend.motion.skeleton import FPS, MAX_FRAMES
 
 
@@ -56,6 +57,10 @@ def run_generate(args: argparse.Namespace) -> int:
     if (args.prompt is None) == (args.timeline is None):
         raise InvalidRequest("give either --prompt or --timeline")
     frames = args.frames if args.frames is not None else seconds_to_frames(args.seconds)
+    if args.engine == "ar":
+        return run_ar(args, out, frames)
+    if args.temperature is not None or args.top_k is not None:
+        raise InvalidRequest("--temperature and --top-k belong to the AR engine (--engine ar)")
     if args.timeline is not None or args.continue_from is not None or frames > MAX_FRAMES:
         return run_timeline(args, out)
     controls = [load_control_file(*parse_control_arg(arg), frames) for arg in args.control]
@@ -86,6 +91,33 @@ def run_generate(args: argparse.Namespace) -> int:
     if result.fit_reports:
         summary["controls"] = [r.to_dict() for r in result.fit_reports]
     print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def run_ar(args: argparse.Namespace, out: Path, frames: int) -> int:
+    """The MotionMillion engine: one motion of up to 30 s from the prompt, no controls (docs/motionmillion.md)."""
+    from backend.generation.ar_pipeline import ARPipeline
+
+    unsupported = [flag for flag, given in (("--control", args.control), ("--timeline", args.timeline),
+                                            ("--continue-from", args.continue_from), ("--tuning", args.tuning),
+                                            ("--steps", args.steps != 1), ("--draft", args.draft)) if given]
+    if unsupported:
+        raise InvalidRequest(f"{', '.join(unsupported)} belong to the MotionLCM engine; the AR engine takes a prompt "
+                             "and a duration only (trajectory controls are not part of it)")
+    bar, progress = _progress_bar("generate (ar)", args.quiet)
+    bar.set_postfix_str("loading")
+    pipe = ARPipeline.from_checkpoint(args.checkpoint, device=args.device, text_encoder=args.text_encoder)
+    result = pipe.generate([args.prompt], [frames], seed=args.seed, variations=args.variations,
+                           temperature=args.temperature, top_k=args.top_k, guidance=args.guidance,
+                           progress=progress)
+    bar.close()
+    paths = _output_paths(out, len(result.motions))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for motion, path in zip(result.motions, paths):
+        _write(motion, path, args, None)
+    print(json.dumps({"outputs": [str(p) for p in paths], "seeds": result.seeds,
+                      "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
+                      "settings": result.settings}), file=sys.stderr)
     return 0
 
 
@@ -182,8 +214,11 @@ def run_timeline(args: argparse.Namespace, out: Path) -> int:
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("generate", help="generate motion from a prompt and optional joint controls",
                               description="Generate motion from a prompt (and optional joint trajectories).")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
+                   help="motionlcm (default): MotionLCM with trajectory controls, timelines and Continue; ar: the "
+                        "MotionMillion engine, motions of up to 30 s in one piece from a prompt, with rotations")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder or official .ckpt (default: the model shipped with the package)")
+                   help="checkpoint folder or official .ckpt (default: the engine's model shipped with the package)")
     p.add_argument("--prompt", help='what the person does, e.g. "a person jogs in a circle"')
     p.add_argument("--timeline", metavar="FILE.json",
                    help='instead of --prompt: [{"prompt": "...", "seconds": 4}, ...], one continuous motion '
@@ -193,13 +228,19 @@ def add_parser(subparsers: Any) -> None:
                         "frame, pose and velocity; the output holds both")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, default=6.0,
-                        help="duration in seconds (2.0..120; above 9.8 s generated in segments; default 6)")
+                        help="duration in seconds (2.0..120; above 9.8 s generated in segments; default 6); "
+                             "the AR engine: 2.0..30 in one piece")
     length.add_argument("--frames", type=int, default=None, help="duration in model frames at 20 fps (40..2400)")
     p.add_argument("--control", action="append", default=[], metavar="JOINT=FILE",
                    help="joint trajectory, e.g. pelvis=path.json or left_wrist=points.npy (metres, Y up); repeatable; "
                         "with a timeline it spans the whole timeline")
     p.add_argument("--steps", type=int, default=1, help="LCM steps: 1, 2 or 4 (default 1)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="guidance scale: MotionLCM's w, or the AR engine's classifier-free guidance "
+                        "(default: the checkpoint's)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="AR engine: sampling temperature (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int, default=None, help="AR engine: sample among the k likeliest tokens")
     add_fit_arguments(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--variations", type=int, default=1, help="number of motions to generate (out_0, out_1, ...)")

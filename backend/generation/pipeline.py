@@ -41,18 +41,21 @@ ProgressFn = Callable[[str, float], None]
 @dataclass
 class GenerationResult:
     joints: np.ndarray  # (N, T, 22, 3) metres, HumanML3D axes; frames past lengths[i] are padding
-    features: np.ndarray  # (N, T, 263) denormalised HumanML3D features
+    features: np.ndarray | None  # (N, T, 263) denormalised HumanML3D features (None from the AR engine)
     lengths: list[int]
     prompts: list[str]  # one per sample (each prompt repeated `variations` times, prompt-major)
     seeds: list[int]
     timings: dict[str, float]  # milliseconds per stage, plus "total"
     settings: dict[str, Any] = field(default_factory=dict)
     fit_reports: list[FitReport] = field(default_factory=list)  # one per sample with controls, else empty
+    rotations: np.ndarray | None = None  # (N, T, 22, 4) local rotations, from engines that make them (Motion)
 
     @property
     def motions(self) -> list[Motion]:
         """One `Motion` per sample, trimmed to its length, with prompt, seed and settings in `meta`."""
-        return [Motion(joints=self.joints[i, :n], fps=FPS, features=self.features[i, :n],
+        return [Motion(joints=self.joints[i, :n], fps=FPS,
+                       features=None if self.features is None else self.features[i, :n],
+                       rotations=None if self.rotations is None else self.rotations[i, :n],
                        meta={**self.settings, "prompt": self.prompts[i], "seed": self.seeds[i],
                              **({"controls": self.fit_reports[i].to_dict()} if self.fit_reports else {})})
                 for i, n in enumerate(self.lengths)]

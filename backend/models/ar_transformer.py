@@ -4,11 +4,14 @@ Pre-norm blocks with RMSNorm, rotary positions and a SwiGLU feed-forward; the te
 sentence vector by default) is projected to one prefix token. The vocabulary is the tokenizer's codebook plus an
 end token. `generate` samples with temperature, top-k and classifier-free guidance (the unconditional pass uses
 the empty prompt's embedding, as training drops text at random) and a key/value cache, so each new token costs
-one position's work and generation time grows linearly with length.
+one position's work. Motions longer than the trained context (`max_tokens` positions) slide: when the window is
+full, the cache restarts from the text and the window's newer half, so time still grows linearly with length and
+no position is ever past those trained.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,8 +26,9 @@ class ARConfig:
     dim: int = 512
     layers: int = 8
     heads: int = 8
-    max_tokens: int = 150  # motion tokens: 600 frames at 4 frames per token
+    max_tokens: int = 150  # motion-token positions attended over: 600 frames at 4 frames per token
     rope_base: float = 10000.0
+    dropout: float = 0.0  # on each block's attention and feed-forward outputs, in training
 
     @property
     def end_token(self) -> int:
@@ -59,6 +63,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ARConfig) -> None:
         super().__init__()
         self.heads, self.base = cfg.heads, cfg.rope_base
+        self.dropout = nn.Dropout(cfg.dropout)
         self.attention_norm = RMSNorm(cfg.dim)
         self.wqkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
@@ -81,9 +86,9 @@ class Block(nn.Module):
         # Causal over the whole sequence: the new queries sit at its end.
         mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - length)
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.wo(attended.transpose(1, 2).reshape(batch, length, dim))
+        x = x + self.dropout(self.wo(attended.transpose(1, 2).reshape(batch, length, dim)))
         h = self.ffn_norm(x)
-        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
+        return x + self.dropout(self.w2(F.silu(self.w1(h)) * self.w3(h)))
 
 
 class MotionGPT(nn.Module):
@@ -115,22 +120,36 @@ class MotionGPT(nn.Module):
     @torch.no_grad()
     def generate(self, text: torch.Tensor, empty_text: torch.Tensor | None = None, max_tokens: int | None = None,
                  temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0,
-                 generator: torch.Generator | None = None) -> list[list[int]]:
-        """Motion tokens per prompt, up to the end token or `max_tokens`. guidance > 1 mixes the logits of
-        `empty_text` (classifier-free guidance): uncond + guidance * (cond - uncond)."""
+                 generator: torch.Generator | None = None, min_tokens: int = 0,
+                 progress: Callable[[float], None] | None = None) -> list[list[int]]:
+        """Motion tokens per prompt, up to the end token or `max_tokens` (default: the trained context; more
+        slide the context window). The end token cannot come before `min_tokens`: equal bounds give an exact
+        length. guidance != 1 mixes the logits of `empty_text` (classifier-free guidance):
+        uncond + guidance * (cond - uncond). `progress(fraction)` is called after each token and may raise."""
         batch = text.shape[0]
+        limit = max_tokens or self.config.max_tokens
         guided = guidance != 1.0
         if guided and empty_text is None:
             raise ValueError("classifier-free guidance needs the empty prompt's embedding")
         conditioning = torch.cat([text, empty_text.expand(batch, -1)]) if guided else text
-        caches = [{} for _ in self.layers]
-        logits = self(conditioning, conditioning.new_zeros(len(conditioning), 0, dtype=torch.long), caches)[:, -1]
+        window = self.config.max_tokens
+
+        def restart(context: torch.Tensor) -> tuple[list[dict], torch.Tensor]:
+            """A fresh cache holding the text and `context` (B, n) tokens at positions 1..n; the next logits."""
+            caches: list[dict] = [{} for _ in self.layers]
+            tokens = torch.cat([context, context]) if guided else context
+            return caches, self(conditioning, tokens, caches)[:, -1]
+
+        caches, logits = restart(text.new_zeros(batch, 0, dtype=torch.long))
+        cached = 0  # motion tokens in the cache
         out = torch.empty(batch, 0, dtype=torch.long, device=text.device)
         done = torch.zeros(batch, dtype=torch.bool, device=text.device)
-        for step in range(max_tokens or self.config.max_tokens):
+        for step in range(limit):
             if guided:
                 logits = logits[batch:] + guidance * (logits[:batch] - logits[batch:])
             logits = logits / max(temperature, 1e-6)
+            if step < min_tokens:
+                logits[:, self.config.end_token] = float("-inf")
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -138,9 +157,16 @@ class MotionGPT(nn.Module):
             token = token.masked_fill(done[:, None], self.config.end_token)
             out = torch.cat([out, token], dim=1)
             done |= token[:, 0] == self.config.end_token
-            if done.all() or step + 1 == (max_tokens or self.config.max_tokens):
+            if progress is not None:
+                progress((step + 1) / limit)
+            if done.all() or step + 1 == limit:
                 break
-            feed = torch.cat([token, token]) if guided else token
-            logits = self(None, feed, caches, start=out.shape[1])[:, -1]
+            if cached + 1 > window:  # the window is full: keep its newer half
+                caches, logits = restart(out[:, -(window // 2):])
+                cached = window // 2
+            else:
+                feed = torch.cat([token, token]) if guided else token
+                cached += 1
+                logits = self(None, feed, caches, start=cached)[:, -1]
         end = self.config.end_token
         return [row[:row.index(end)] if end in row else row for row in out.tolist()]

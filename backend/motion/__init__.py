@@ -24,6 +24,10 @@ class Motion:
     fps: float = FPS
     features: np.ndarray | None = None  # (T, 263) un-normalised HumanML3D features, when known
     meta: dict[str, Any] = field(default_factory=dict)  # prompt, seed, settings, source...
+    # (T, 22, 4) local rotations (w, x, y, z) from the rest pose of the default skeleton
+    # (backend.retarget.default_skeleton), the root's global: when the engine makes them (the AR engine does);
+    # `joints` are then their forward kinematics
+    rotations: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.joints = np.asarray(self.joints, dtype=np.float32)
@@ -31,6 +35,11 @@ class Motion:
             raise ValueError(f"Motion.joints must have shape (T, {NUM_JOINTS}, 3), got {self.joints.shape}")
         if not self.fps > 0:
             raise ValueError(f"Motion.fps must be positive, got {self.fps}")
+        if self.rotations is not None:
+            self.rotations = np.asarray(self.rotations, dtype=np.float32)
+            if self.rotations.shape != (len(self.joints), NUM_JOINTS, 4):
+                raise ValueError(f"Motion.rotations must have shape ({len(self.joints)}, {NUM_JOINTS}, 4), "
+                                 f"got {self.rotations.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -42,11 +51,14 @@ class Motion:
         return self.num_frames / self.fps
 
     def save_npz(self, path: str | Path) -> None:
-        """Write `joints`, `fps`, optional `features` and JSON `meta` (the format `motionlcm generate` writes)."""
+        """Write `joints`, `fps`, optional `features` and `rotations`, and JSON `meta` (the format `motionlcm
+        generate` writes)."""
         arrays: dict[str, Any] = {"joints": self.joints, "fps": np.float32(self.fps),
                                   "meta": np.array(json.dumps(self.meta))}
         if self.features is not None:
             arrays["features"] = np.asarray(self.features, dtype=np.float32)
+        if self.rotations is not None:
+            arrays["rotations"] = self.rotations
         np.savez(path, **arrays)
 
     @classmethod
@@ -57,4 +69,5 @@ class Motion:
             meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
             fps = float(data["fps"]) if "fps" in data.files else FPS
             features = data["features"] if "features" in data.files else None
-            return cls(joints=data["joints"], fps=fps, features=features, meta=meta)
+            rotations = data["rotations"] if "rotations" in data.files else None
+            return cls(joints=data["joints"], fps=fps, features=features, meta=meta, rotations=rotations)

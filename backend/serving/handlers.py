@@ -68,10 +68,15 @@ def run_generate(pipeline: Any, request: GenerateRequest, report: Report, skelet
     start = time.perf_counter()
     target = request.skeleton or skeleton
     scale = travel_scale(target) if request.controls else None
-    generation = pipeline.generate(
-        [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
-        steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
-        tuning=request.tuning, fit=request.fit, control_scale=scale or 1.0, progress=report)
+    if request.engine == "ar":  # backend.generation.ar_pipeline: prompt and length only
+        generation = pipeline.generate([request.prompt], [request.frames], seed=request.seed,
+                                       variations=request.variations, temperature=request.temperature,
+                                       top_k=request.top_k, guidance=request.guidance, progress=report)
+    else:
+        generation = pipeline.generate(
+            [request.prompt], [request.frames], controls=[request.controls] if request.controls else None,
+            steps=request.steps, guidance=request.guidance, seed=request.seed, variations=request.variations,
+            tuning=request.tuning, fit=request.fit, control_scale=scale or 1.0, progress=report)
     report("retargeting", 0.0)
     retarget_start = time.perf_counter()
     targets = []

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from backend.errors import InvalidRequest, MotionLCMError
-from backend.limits import (GUIDANCE, MAX_PROMPT_CHARS, MAX_TARGET_FPS, MAX_TIMELINE_SECONDS, MAX_TUNING,
-                            MAX_VARIATIONS, STEPS)
+from backend.limits import (ENGINES, GUIDANCE, MAX_AR_SECONDS, MAX_PROMPT_CHARS, MAX_TARGET_FPS,
+                            MAX_TIMELINE_SECONDS, MAX_TUNING, MAX_VARIATIONS, STEPS)
 from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 PROTOCOL_VERSION = 1
@@ -150,6 +150,9 @@ class GenerateRequest:
     # clip; `prompt` is then the first segment's and `frames` the total.
     segments: list | None = None
     previous: np.ndarray | None = None  # (T, 22, 3) joints to continue (`continue_from`), in the target's space
+    engine: str = ENGINES[0]  # "motionlcm", or "ar": the MotionMillion engine (prompt and duration only)
+    temperature: float | None = None  # the AR engine's sampling; None: the checkpoint's
+    top_k: int | None = None
 
     @property
     def is_timeline(self) -> bool:
@@ -187,6 +190,26 @@ def _frames(value: Any) -> int:
                              f"({MIN_FRAMES / FPS:.1f} to {MAX_TIMELINE_SECONDS:g} s at {FPS:g} fps; above "
                              f"{MAX_FRAMES} generated in segments), got {value!r}.")
     return value
+
+
+def _ar_request(message: dict[str, Any]) -> tuple[str, int, float | None, int | None]:
+    """(prompt, frames, temperature, top_k) of an `engine: "ar"` request, which takes no MotionLCM-only field."""
+    given = [name for name in ("controls", "timeline", "continue_from") if message.get(name) not in (None, [])]
+    given += [name for name, default in (("tuning", 0), ("steps", 1)) if message.get(name, default) != default]
+    if given:
+        raise InvalidRequest(f"{', '.join(given)} belong to the MotionLCM engine; the AR engine takes a prompt and "
+                             "frames only (trajectory controls are not part of it).")
+    longest = int(round(MAX_AR_SECONDS * FPS))
+    frames = message.get("frames")
+    if not _is_int(frames) or not MIN_FRAMES <= frames <= longest:
+        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {longest} for the AR engine "
+                             f"({MIN_FRAMES / FPS:.1f} to {MAX_AR_SECONDS:g} s at {FPS:g} fps), got {frames!r}.")
+    temperature, top_k = message.get("temperature"), message.get("top_k")
+    if temperature is not None and not (_is_number(temperature) and 0 < temperature <= 10):
+        raise InvalidRequest(f"temperature must be a number above 0 and at most 10, or null, got {temperature!r}.")
+    if top_k is not None and not (_is_int(top_k) and top_k >= 1):
+        raise InvalidRequest(f"top_k must be a positive integer, or null for no limit, got {top_k!r}.")
+    return _prompt(message.get("prompt")), frames, None if temperature is None else float(temperature), top_k
 
 
 def _timeline(message: dict[str, Any]) -> tuple[list | None, np.ndarray | None, str, int]:
@@ -241,7 +264,17 @@ def _controls(value: Any, frames: int) -> list:
 
 def parse_generate(message: dict[str, Any]) -> GenerateRequest:
     """Validate a `generate` request; raises InvalidRequest naming the field and the accepted values."""
-    segments, previous, prompt, frames = _timeline(message)
+    engine = message.get("engine", ENGINES[0])
+    if engine not in ENGINES:
+        raise InvalidRequest(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    temperature = top_k = None
+    if engine == "ar":
+        segments, previous = None, None
+        prompt, frames, temperature, top_k = _ar_request(message)
+    elif message.get("temperature") is not None or message.get("top_k") is not None:
+        raise InvalidRequest('temperature and top_k belong to the AR engine (engine: "ar").')
+    else:
+        segments, previous, prompt, frames = _timeline(message)
     steps = message.get("steps", 1)
     if steps not in STEPS or not _is_int(steps):
         raise InvalidRequest(f"steps must be one of {', '.join(map(str, STEPS))}, got {steps!r}.")
@@ -278,7 +311,8 @@ def parse_generate(message: dict[str, Any]) -> GenerateRequest:
         guidance=None if guidance is None else float(guidance), seed=seed, variations=variations, tuning=tuning,
         target_fps=None if target_fps is None else float(target_fps),
         in_place=_bool(message, "in_place"), foot_lock=_bool(message, "foot_lock"), skeleton=skeleton,
-        fit=_bool(message, "fit", default=True), segments=segments, previous=previous)
+        fit=_bool(message, "fit", default=True), segments=segments, previous=previous, engine=engine,
+        temperature=temperature, top_k=top_k)
 
 
 def parse_cancel(message: dict[str, Any]) -> str | int:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from backend import __version__, limits
 
 from backend.serving import protocol
-from backend.errors import MotionLCMError, from_value_error
+from backend.errors import InvalidRequest, MotionLCMError, from_value_error
 
 log = logging.getLogger("motionlcm.server")
 
@@ -59,10 +59,12 @@ class Session:
     """Queues requests, runs them one at a time on a worker thread, answers ping/cancel/shutdown at once."""
 
     def __init__(self, engine_factory: EngineFactory, *, checkpoint: str | None = None, device: str = "cpu",
-                 body: BodyModel = BodyModel()) -> None:
-        self._engine_factory = engine_factory
+                 body: BodyModel = BodyModel(), ar_factory: EngineFactory | None = None) -> None:
+        """`engine_factory` loads the MotionLCM pipeline, `ar_factory` the AR engine's (None: requests for it
+        are refused); each loads on its first request."""
+        self._factories = {"motionlcm": engine_factory, "ar": ar_factory}
         self._body = body
-        self._engine: Any = None
+        self._engines: dict[str, Any] = {}
         self._info = {"checkpoint": checkpoint, "device": device, "text_encoder": None}
         self._queue: collections.deque[Job] = collections.deque()
         self._running: Job | None = None
@@ -102,7 +104,7 @@ class Session:
     def _ping(self) -> dict[str, Any]:
         with self._lock:
             busy, queued = self._running is not None, len(self._queue)
-        return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "loaded": self._engine is not None,
+        return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "loaded": "motionlcm" in self._engines,
                 **self._info, "busy": busy, "queued": queued, "limits": limits.as_dict()}
 
     def _enqueue(self, job: Job) -> None:
@@ -180,20 +182,23 @@ class Session:
             return protocol.result(job.request_id, **handlers.skeleton_fields(self._body))
         # Before the model loads, so a bad SMPL folder is reported at once.
         skeleton = job.request.skeleton or handlers.target_body(self._body)[0]
-        load_ms = self._load_engine(report)
-        fields = handlers.run_generate(self._engine, job.request, report, skeleton)
+        load_ms = self._load_engine(report, job.request.engine)
+        fields = handlers.run_generate(self._engines[job.request.engine], job.request, report, skeleton)
         fields["timings"]["loading"] = load_ms
         self._info.update({key: fields["settings"][key] for key in ("checkpoint", "text_encoder", "device")
                            if key in fields["settings"]})
         return protocol.result(job.request_id, **fields)
 
-    def _load_engine(self, report: Callable[[str, float], None]) -> float:
-        """Load the model once; a failed load is not cached, so the next request retries."""
-        if self._engine is not None:
+    def _load_engine(self, report: Callable[[str, float], None], engine: str) -> float:
+        """Load an engine's model once; a failed load is not cached, so the next request retries."""
+        if engine in self._engines:
             return 0.0
+        factory = self._factories.get(engine)
+        if factory is None:
+            raise InvalidRequest(f"this backend has no {engine!r} engine")
         report("loading", 0.0)
         start = time.perf_counter()
-        self._engine = self._engine_factory()
+        self._engines[engine] = factory()
         report("loading", 1.0)
         return (time.perf_counter() - start) * 1000.0
 
@@ -250,6 +255,15 @@ def default_engine_factory(checkpoint: str | None, device: str, text_encoder: st
     return load
 
 
+def ar_engine_factory(checkpoint: str | None, device: str) -> EngineFactory:
+    def load() -> Any:
+        from backend.generation.ar_pipeline import ARPipeline
+
+        return ARPipeline.from_checkpoint(checkpoint, device=device)
+
+    return load
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="JSON lines on stdin/stdout (default when no --port)")
@@ -258,6 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (needs --token)")
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every HTTP request")
     parser.add_argument("--checkpoint", help="checkpoint path (default: the shipped checkpoint)")
+    parser.add_argument("--ar-checkpoint", help="the AR engine's checkpoint folder, for requests with engine \"ar\" "
+                                                "(default: the shipped one)")
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--text-encoder", help="text encoder path (default: the checkpoint's)")
     parser.add_argument("--smpl-dir", help="folder with your SMPL/SMPL-X model files (needs the smplx package): "
@@ -286,11 +302,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -> int:
+def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None,
+        ar_factory: EngineFactory | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     factory = engine_factory or default_engine_factory(args.checkpoint, args.device, args.text_encoder)
+    ar_factory = ar_factory or ar_engine_factory(args.ar_checkpoint, args.device)
     body = BodyModel(args.smpl_dir or None, args.smpl_gender, args.smpl_betas)
-    session = Session(factory, checkpoint=args.checkpoint, device=args.device, body=body)
+    session = Session(factory, checkpoint=args.checkpoint, device=args.device, body=body, ar_factory=ar_factory)
     if args.port is None:
         serve_stdio(session)
     else:

@@ -135,13 +135,13 @@ class HumanML3D(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Pad to the longest item; `mask` (B, T) is True on real frames."""
+    """Pad to the longest item (zeros); `mask` (B, T) is True on real frames (or tokens, for `codes`)."""
     lengths = torch.tensor([it["length"] for it in items])
     longest = int(lengths.max())
     batch = {"text": [it["text"] for it in items], "tokens": [it["tokens"] for it in items],
              "name": [it["name"] for it in items], "length": lengths,
              "mask": torch.arange(longest)[None, :] < lengths[:, None]}
-    for key in ("motion", "hint", "hint_mask"):
+    for key in ("motion", "codes", "hint", "hint_mask"):
         if key in items[0]:
             first = items[0][key]
             padded = first.new_zeros((len(items), longest, *first.shape[1:]))

@@ -344,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tokenizer_eval import main as tokenizer_main
 
         return tokenizer_main(argv[1:])
+    if argv[:1] == ["signatures"]:  # behaviour pass rates of either engine (signatures.py)
+        from .signatures import main as signatures_main
+
+        return signatures_main(argv[1:])
     parser = argparse.ArgumentParser(prog="motionlcm-eval", description="Evaluate a MotionLCM checkpoint "
                                      "(`motionlcm-eval train-evaluator OUT --data ROOT` trains a retrieval evaluator).")
     parser.add_argument("--checkpoint", required=True,

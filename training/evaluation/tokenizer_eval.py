@@ -22,7 +22,7 @@ from backend.motion.skeleton import JOINT_NAMES
 
 
 def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "test") -> dict:
-    from ..stages.tokenizer import load_tokenizer
+    from backend.ar_checkpoint import load_tokenizer
 
     model, mean, std = load_tokenizer(checkpoint)
     step = model.config.frames_per_token

@@ -7,22 +7,19 @@ smooth-L1 on the normalised features + 0.1 x smooth-L1 on their frame-to-frame d
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from backend.ar_checkpoint import save_tokenizer
 from backend.models.motion_tokenizer import MotionTokenizer, TokenizerConfig
 
 from ..common import Objective, load_stage_config, output_path, stage_dir, train_settings
 from ..data.windows272 import Windows272
 from ..engine import TrainResult, train
 from ..runtime import barrier, setup
-
-FORMAT = "motionlcm-tokenizer"
-
 
 class TokenizerObjective(Objective):
     def __init__(self, model: MotionTokenizer, weights: dict) -> None:
@@ -46,35 +43,6 @@ def tokenizer_config(cfg: dict) -> TokenizerConfig:
     return TokenizerConfig(**model)
 
 
-def save_tokenizer(model: MotionTokenizer, dataset: Windows272, path: Path, provenance: dict) -> Path:
-    from safetensors.torch import save_file
-
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    tensors["norm.mean"], tensors["norm.std"] = torch.from_numpy(dataset.mean), torch.from_numpy(dataset.std)
-    save_file(tensors, str(path / "model.safetensors"))
-    config = {"format": FORMAT, "architecture": dataclasses.asdict(model.config), "provenance": provenance}
-    (path / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    return path
-
-
-def load_tokenizer(path: str | Path) -> tuple[MotionTokenizer, torch.Tensor, torch.Tensor]:
-    """(model in eval mode, mean, std) of a tokenizer checkpoint folder."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a tokenizer checkpoint (format {config.get('format')!r})")
-    architecture = dict(config["architecture"])
-    architecture["levels"] = tuple(architecture["levels"])
-    model = MotionTokenizer(TokenizerConfig(**architecture))
-    tensors = load_file(str(path / "model.safetensors"))
-    mean, std = tensors.pop("norm.mean"), tensors.pop("norm.std")
-    model.load_state_dict(tensors)
-    return model.eval(), mean, std
-
-
 def main(data: str | Path, out: str | Path, *, preset: str = "default", overrides: list[str] | None = None,
          config: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     cfg = load_stage_config("tokenizer", preset, overrides, config)
@@ -86,7 +54,7 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     result = train(objective, dataset, settings, stage_dir(out, "tokenizer"), ctx, resume=resume,
                    stop_after=stop_after)
     if ctx.is_main and result.steps == settings.steps:
-        save_tokenizer(model, dataset, output_path(out, "tokenizer"),
+        save_tokenizer(output_path(out, "tokenizer"), model, dataset.mean, dataset.std,
                        {"trainer": "motionlcm-train", "stage": "tokenizer", "preset": preset, "steps": result.steps,
                         "data": str(dataset.root), "config": json.loads(json.dumps(cfg, default=str))})
     barrier(ctx)
