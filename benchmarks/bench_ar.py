@@ -58,11 +58,11 @@ def main() -> None:
     report: dict = {"device": str(pipe.device), "checkpoint": pipe.checkpoint.checkpoint_id, "time": {}}
     for seconds in (10, 30):
         frames = int(seconds * FPS)
-        pipe.generate([f"{PROMPT} 0"], [frames], seed=0)  # warm-up
+        pipe.generate([f"{PROMPT} {seconds} 0"], [frames], seed=0)  # warm-up
         runs, parts = [], []
         for repeat in range(1, args.repeats + 1):
             start = time.perf_counter()
-            result = pipe.generate([f"{PROMPT} {repeat}"], [frames], seed=repeat)
+            result = pipe.generate([f"{PROMPT} {seconds} {repeat}"], [frames], seed=repeat)
             runs.append(time.perf_counter() - start)
             parts.append(result.timings)
         report["time"][f"{seconds}s"] = {

@@ -91,22 +91,11 @@ def test_a_context_window_slides_over_long_motions():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny tokenizer and generator trained by the stage commands on prepared synthetic clips."""
-    from training.cli import data_main, train_main
-    from training.data.synthetic import walking_clip, waving_clip
+    from training.cli import train_main
+    from training_helpers import labelled_272_dataset
 
-    root = tmp_path_factory.mktemp("ar")
-    source = root / "source"
-    source.mkdir()
-    for i in range(4):
-        np.save(source / f"walk{i}.npy", walking_clip(80, 1.0 + 0.2 * i, 0.3 * i, 1.0).astype(np.float32))
-        np.save(source / f"wave{i}.npy", waving_clip(80, "left" if i % 2 else "right", 1.5).astype(np.float32))
-    (source / "labels.csv").write_text("clip,content,style\n" + "".join(
-        f"walk{i},walk,normal\nwave{i},wave-{'left' if i % 2 else 'right'}-hand,normal\n" for i in range(4)))
-    data = root / "data"
-    assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
-                      str(source / "labels.csv"), "--out", str(data), "--format", "both", "--val", "0",
-                      "--test", "0"]) == 0
-    run = root / "run"
+    data = labelled_272_dataset(tmp_path_factory)
+    run = tmp_path_factory.mktemp("ar") / "run"
     assert train_main(["tokenizer", "--data", str(data), "--out", str(run), "--preset", "tiny"]) == 0
     assert train_main(["ar", "--data", str(data), "--out", str(run), "--preset", "tiny"]) == 0
     return data, run

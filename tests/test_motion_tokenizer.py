@@ -48,25 +48,15 @@ def test_a_tiny_tokenizer_overfits_two_real_clips(data_dir):
     assert losses[0] > 0.2 and losses[-1] < 0.01, (losses[0], losses[-1])  # measured 0.27 -> 0.004
 
 
-def test_tokenizer_stage_trains_on_prepared_272_data_resumes_and_exports(tmp_path):
+def test_tokenizer_stage_trains_on_prepared_272_data_resumes_and_exports(tmp_path, tmp_path_factory):
     """`motionlcm-train tokenizer --preset tiny` on a dataset prepared with --format both: the loss falls, a
     resumed run ends where the uninterrupted one does, and the exported checkpoint loads and tokenizes."""
-    from training.cli import data_main, train_main
-    from training.data.synthetic import walking_clip, waving_clip
+    from training.cli import train_main
+    from training_helpers import labelled_272_dataset
     from backend.ar_checkpoint import load_tokenizer
     from training.stages.tokenizer import main
 
-    source = tmp_path / "source"
-    source.mkdir()
-    for i in range(4):
-        np.save(source / f"walk{i}.npy", walking_clip(80, 1.0 + 0.2 * i, 0.3 * i, 1.0).astype(np.float32))
-        np.save(source / f"wave{i}.npy", waving_clip(80, "left" if i % 2 else "right", 1.5).astype(np.float32))
-    (source / "labels.csv").write_text("clip,content,style\n" + "".join(
-        f"walk{i},walk,normal\nwave{i},wave-{'left' if i % 2 else 'right'}-hand,normal\n" for i in range(4)))
-    data = tmp_path / "data"
-    assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
-                      str(source / "labels.csv"), "--out", str(data), "--format", "both", "--val", "0",
-                      "--test", "0"]) == 0
+    data = labelled_272_dataset(tmp_path_factory)
     assert train_main(["tokenizer", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 0
     history = [json.loads(line) for line in (tmp_path / "run" / "tokenizer" / "history.jsonl").read_text().splitlines()]
     losses = [h["loss"] for h in history if "loss" in h]

@@ -38,3 +38,28 @@ def tiny_run(factory: pytest.TempPathFactory) -> Path:
 def losses(run: Path, stage: str) -> list[float]:
     lines = (run / stage / "history.jsonl").read_text().splitlines()
     return [json.loads(line)["loss"] for line in lines]
+
+
+def labelled_272_dataset(factory: pytest.TempPathFactory) -> Path:
+    """Eight labelled synthetic clips (walks, left and right waves) through `motionlcm-data prepare --format
+    both`: a dataset in both representations with captions, for the MotionMillion stages."""
+    if "labelled_272" not in _cache:
+        import numpy as np
+
+        from training.cli import data_main
+        from training.data.synthetic import walking_clip, waving_clip
+
+        root = factory.mktemp("labelled272")
+        source = root / "source"
+        source.mkdir()
+        for i in range(4):
+            np.save(source / f"walk{i}.npy", walking_clip(80, 1.0 + 0.2 * i, 0.3 * i, 1.0).astype(np.float32))
+            np.save(source / f"wave{i}.npy", waving_clip(80, "left" if i % 2 else "right", 1.5).astype(np.float32))
+        (source / "labels.csv").write_text("clip,content,style\n" + "".join(
+            f"walk{i},walk,normal\nwave{i},wave-{'left' if i % 2 else 'right'}-hand,normal\n" for i in range(4)))
+        data = root / "data"
+        assert data_main(["prepare", "--source", str(source), "--mapping", "smpl", "--captions",
+                          str(source / "labels.csv"), "--out", str(data), "--format", "both", "--val", "0",
+                          "--test", "0"]) == 0
+        _cache["labelled_272"] = data
+    return _cache["labelled_272"]

@@ -11,6 +11,7 @@ Joint controls are not part of this engine. Each sample has its own seed, as in 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from backend.errors import InvalidRequest
 from backend.generation.pipeline import GenerationResult, ProgressFn, resolve_device
 from backend.generation.text_encoders import PromptCache, check_text_encoder, load_text_encoder
 from backend.limits import MAX_AR_SECONDS, MAX_PROMPT_CHARS, MAX_VARIATIONS
+from backend.models import cpu_inference
 from backend.motion import rep272
 from backend.motion.rotations import matrix_to_quat, quat_continuous
 from backend.motion.skeleton import FPS, MIN_FRAMES
@@ -58,6 +60,9 @@ class ARPipeline:
         encoder = load_text_encoder(text_encoder, device)
         check_text_encoder(encoder, checkpoint.text_encoder_id, checkpoint.text_dim, checkpoint.checkpoint_id)
         return cls(checkpoint, encoder, device)
+
+    def _threads(self) -> contextlib.AbstractContextManager:
+        return cpu_inference.narrow_threads() if self.device.type == "cpu" else contextlib.nullcontext()
 
     def _validate(self, prompts: Sequence[str], lengths: Sequence[int], variations: int, temperature: float,
                   top_k: int | None, guidance: float) -> None:
@@ -115,9 +120,10 @@ class ARPipeline:
 
                 started = time.perf_counter()
                 generator = torch.Generator(device=self.device).manual_seed(sample_seed)
-                tokens = self.generator.generate(text[i:i + 1], empty, max_tokens=count, min_tokens=count,
-                                                 temperature=temperature, top_k=top_k, guidance=guidance,
-                                                 generator=generator, progress=tokens_done)[0]
+                with self._threads():  # a token is one position's work: a second thread costs more than it gives
+                    tokens = self.generator.generate(text[i:i + 1], empty, max_tokens=count, min_tokens=count,
+                                                     temperature=temperature, top_k=top_k, guidance=guidance,
+                                                     generator=generator, progress=tokens_done)[0]
                 timings["tokens"] += 1000 * (time.perf_counter() - started)
                 started = time.perf_counter()
                 normalised = self.tokenizer.decode(torch.tensor([tokens], device=self.device))[0]

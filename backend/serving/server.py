@@ -185,8 +185,9 @@ class Session:
         load_ms = self._load_engine(report, job.request.engine)
         fields = handlers.run_generate(self._engines[job.request.engine], job.request, report, skeleton)
         fields["timings"]["loading"] = load_ms
-        self._info.update({key: fields["settings"][key] for key in ("checkpoint", "text_encoder", "device")
-                           if key in fields["settings"]})
+        if job.request.engine == "motionlcm":  # ping's identifiers are the MotionLCM engine's
+            self._info.update({key: fields["settings"][key] for key in ("checkpoint", "text_encoder", "device")
+                               if key in fields["settings"]})
         return protocol.result(job.request_id, **fields)
 
     def _load_engine(self, report: Callable[[str, float], None], engine: str) -> float:
