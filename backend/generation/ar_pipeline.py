@@ -33,6 +33,7 @@ from backend.retarget import default_skeleton
 from backend.retarget.kinematics import forward_kinematics
 
 MAX_AR_FRAMES = int(round(MAX_AR_SECONDS * FPS))
+PROGRESS_STEPS = 40  # progress reports per sample while its tokens are sampled (each may cancel)
 
 
 def features_to_motion(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +116,12 @@ class ARPipeline:
             for i, (frames, sample_seed) in enumerate(zip(sample_lengths, seeds)):
                 count = -(-frames // step)  # tokens covering the frames
 
-                def tokens_done(fraction: float, i: int = i) -> None:
-                    stage("sampling", 0.05 + 0.85 * (i + fraction) / len(seeds))
+                reported = [-1]
+
+                def tokens_done(fraction: float, i: int = i, reported: list = reported) -> None:
+                    if int(fraction * PROGRESS_STEPS) > reported[0]:  # a message per 1/40, not per token
+                        reported[0] = int(fraction * PROGRESS_STEPS)
+                        stage("sampling", 0.05 + 0.85 * (i + fraction) / len(seeds))
 
                 started = time.perf_counter()
                 generator = torch.Generator(device=self.device).manual_seed(sample_seed)
