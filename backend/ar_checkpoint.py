@@ -12,7 +12,6 @@ the text encoder, the sampling defaults, provenance and licence.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,13 @@ from typing import Any
 
 import torch
 
+from backend.checkpoints import CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_weights, read_config
 from backend.errors import CheckpointError
 from backend.models.ar_transformer import ARConfig, MotionGPT
 from backend.models.motion_tokenizer import MotionTokenizer, TokenizerConfig
 
 TOKENIZER_FORMAT = "motionlcm-tokenizer"
 ENGINE_FORMAT = "motionlcm-ar"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 DEFAULT_AR_CHECKPOINT = Path(__file__).resolve().parent / "default_model_ar"
 
 
@@ -64,24 +62,12 @@ def _tokenizer_config(architecture: dict) -> TokenizerConfig:
     return TokenizerConfig(**{**architecture, "levels": tuple(int(v) for v in architecture["levels"])})
 
 
-def _read_config(folder: Path, expected: str) -> dict[str, Any]:
-    path = folder / CONFIG_FILE
+def is_engine_folder(path: str | Path) -> bool:
+    """Whether `path` is an AR engine folder (its config.json says so)."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder}: cannot read {CONFIG_FILE} ({exc})") from exc
-    if config.get("format") != expected:
-        raise CheckpointError(f"{folder} is not a {expected} checkpoint (format {config.get('format')!r})")
-    return config
-
-
-def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(folder / WEIGHTS_FILE))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder}: cannot read {WEIGHTS_FILE} ({exc})") from exc
+        return json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == ENGINE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str, folder: Path) -> None:
@@ -101,16 +87,16 @@ def save_tokenizer(path: str | Path, model: MotionTokenizer, mean: Any, std: Any
     tensors["norm.std"] = torch.as_tensor(std, dtype=torch.float32)
     save_file(tensors, str(folder / WEIGHTS_FILE))
     config = {"format": TOKENIZER_FORMAT, "architecture": dataclasses.asdict(model.config), "provenance": provenance}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
 def load_tokenizer(path: str | Path) -> tuple[MotionTokenizer, torch.Tensor, torch.Tensor]:
     """(model in eval mode, mean, std) of a tokenizer checkpoint folder."""
     folder = Path(path)
-    config = _read_config(folder, TOKENIZER_FORMAT)
+    config = read_config(folder, TOKENIZER_FORMAT)
     model = MotionTokenizer(_tokenizer_config(config["architecture"]))
-    tensors = _load_tensors(folder)
+    tensors = load_weights(folder / WEIGHTS_FILE)
     mean, std = tensors.pop("norm.mean"), tensors.pop("norm.std")
     _load_state(model, tensors, "tokenizer", folder)
     return model.eval(), mean, std
@@ -153,7 +139,7 @@ def load_ar(path: str | Path | None = None, device: str | torch.device = "cpu") 
         raise CheckpointError(f"{folder} is not an AR engine checkpoint folder (no {CONFIG_FILE})"
                               + ("; the package ships none: train one with `motionlcm-train ar`" if path is None
                                  else ""))
-    config = _read_config(folder, ENGINE_FORMAT)
+    config = read_config(folder, ENGINE_FORMAT)
     try:
         tokenizer = MotionTokenizer(_tokenizer_config(config["tokenizer"]))
         generator = MotionGPT(ARConfig(**config["generator"]))
@@ -161,14 +147,14 @@ def load_ar(path: str | Path | None = None, device: str | torch.device = "cpu") 
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder}: unreadable architecture in {CONFIG_FILE} ({exc})") from exc
     sampling.validate()
-    tensors = _load_tensors(folder)
+    tensors = load_weights(folder / WEIGHTS_FILE)
     parts = {prefix: {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
              for prefix in ("tokenizer", "generator")}
     _load_state(tokenizer, parts["tokenizer"], "tokenizer", folder)
     _load_state(generator, parts["generator"], "generator", folder)
     if "norm.mean" not in tensors or "norm.std" not in tensors:
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has no feature statistics (norm.mean, norm.std)")
-    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+    digest = file_sha256(folder / WEIGHTS_FILE)[:12]
     text = config.get("text_encoder", {})
     return LoadedAR(tokenizer=tokenizer.to(device).eval(), generator=generator.to(device).eval(),
                     mean=tensors["norm.mean"].to(device), std=tensors["norm.std"].to(device),

@@ -251,15 +251,35 @@ def save_checkpoint(path: str | Path, model: MotionLCM, *, text_encoder_id: str,
     return folder
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def read_config(folder: Path, expected_format: str) -> dict[str, Any]:
+    """A checkpoint folder's config.json, which must carry `expected_format` (the AR engine's folders too)."""
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CheckpointError(f"{folder}: missing {CONFIG_FILE}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON ({exc})") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not a {FORMAT} config (format tag missing or different)")
+    if not isinstance(config, dict) or config.get("format") != expected_format:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not a {expected_format} config (format tag missing or "
+                              "different)")
+    return config
+
+
+def load_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (nothing unpickled); CheckpointError when missing or damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not weights.is_file():
+        raise CheckpointError(f"{weights.parent}: missing {weights.name}")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights} is corrupted or truncated ({exc})") from exc
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    config = read_config(folder, FORMAT)
     version = config.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise CheckpointError(f"{folder}: format_version {version!r} is not supported (this engine reads "
@@ -269,9 +289,6 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Load a checkpoint folder written by `save_checkpoint` (model in eval mode, float32)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
@@ -286,12 +303,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     if text_dim != cfg.text_dim:
         raise CheckpointError(f"{folder}: text encoder dim {text_dim} differs from the architecture's {cfg.text_dim}")
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{weights} is corrupted or truncated ({exc})") from exc
+    tensors = load_weights(weights)
     norm = {k: tensors.pop(f"norm.{k}", None) for k in NORM_KEYS}
     absent = [f"norm.{k}" for k, v in norm.items() if v is None]
     if absent:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.motion.skeleton import MAX_FRAMES, MIN_FRAMES
+from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 MAX_PROMPT_CHARS = 1000
 STEPS = (1, 2, 4)  # LCM steps (the official timestep lists)
@@ -17,7 +17,9 @@ GUIDANCE = (1.0, 50.0)  # accepted guidance scale range; None means the checkpoi
 MAX_TARGET_FPS = 240.0
 MIN_SEGMENT_SECONDS = 1.0  # a timeline segment (backend.generation.timeline)
 MAX_TIMELINE_SECONDS = 120.0  # a whole timeline, or one prompt generated in segments
-MAX_AR_SECONDS = 30.0  # one motion of the AR engine (600 frames; it makes long motions in one piece)
+MAX_AR_SECONDS = 30.0  # one motion of the AR engine (it makes long motions in one piece)
+MAX_AR_FRAMES = int(round(MAX_AR_SECONDS * FPS))
+MAX_TIMELINE_FRAMES = int(round(MAX_TIMELINE_SECONDS * FPS))
 ENGINES = ("motionlcm", "ar")  # the generation engines a request may name; the first is the default
 
 

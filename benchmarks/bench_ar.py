@@ -30,13 +30,9 @@ import torch  # noqa: E402
 
 from backend.generation.ar_pipeline import ARPipeline  # noqa: E402
 from backend.motion.skeleton import FPS  # noqa: E402
+from training.evaluation.metrics import frame_jumps  # noqa: E402
 
 PROMPT = "a person strolls forward and looks around"  # not a training caption
-
-
-def frame_jumps(joints: np.ndarray) -> np.ndarray:
-    """Per frame step, the largest joint displacement (metres)."""
-    return np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
 
 
 def data_jump_p99(data: Path, split: str) -> float:

@@ -35,6 +35,7 @@ from backend.generation.pipeline import MotionLCMPipeline  # noqa: E402
 from backend.generation.timeline import Segment, generate_timeline  # noqa: E402
 from backend.motion.skeleton import FPS, MAX_FRAMES  # noqa: E402
 from backend.retarget.feet import skating_ratio  # noqa: E402
+from training.evaluation.metrics import frame_jumps  # noqa: E402
 
 # Five everyday shots, 30 s in all (none of these phrasings is a training caption).
 TIMELINE = [Segment("a man strolls forward", 140), Segment("someone stops and bows politely", 100),
@@ -45,7 +46,7 @@ TIMELINE = [Segment("a man strolls forward", 140), Segment("someone stops and bo
 def jump_ratio(joints: np.ndarray, boundaries: list[int]) -> float:
     """Largest per-frame joint jump at the boundaries (the steps into, across and out of each) over the largest
     jump anywhere else."""
-    jumps = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
+    jumps = frame_jumps(joints)
     near = sorted({b + d for b in boundaries for d in (-2, -1, 0) if 0 <= b + d < len(jumps)})
     inside = np.delete(jumps, near)
     return float(jumps[near].max() / inside.max())

@@ -2,7 +2,7 @@
 
 Duration is stored in seconds; request_builder.model_frames turns it into round(20 s) model frames
 and enforces 2..120 s with a clear message (over 9.8 s the backend generates segments; the AR engine: 2..30 s in
-one piece, request_builder.ar_frames), so the soft limits here only guide the slider. A timeline is a list of
+one piece), so the soft limits here only guide the slider. A timeline is a list of
 (prompt, seconds) segments.
 """
 

@@ -61,27 +61,20 @@ def validate_prompt(prompt: str, limits: dict[str, Any] | None = None) -> str:
     return text
 
 
-def model_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
-    """Duration in seconds -> model frames at 20 fps: 40 (2 s) up to the longest timeline; above one clip
-    (196 frames, 9.8 s) the backend generates it in segments."""
+def model_frames(seconds: float, limits: dict[str, Any] | None = None, engine: str = "motionlcm") -> int:
+    """Duration in seconds -> model frames at 20 fps: 40 (2 s) up to the longest timeline (above one clip, 196
+    frames or 9.8 s, the backend generates it in segments), or for the AR engine up to `max_ar_seconds`, in one
+    piece."""
     lim = usable_limits(limits)
-    low, high = lim["min_frames"], int(round(lim["max_timeline_seconds"] * curves.MODEL_FPS))
+    ar = engine == AR_ENGINE
+    longest = lim["max_ar_seconds"] if ar else lim["max_timeline_seconds"]
+    low, high = lim["min_frames"], int(round(longest * curves.MODEL_FPS))
     frames = int(round(seconds * curves.MODEL_FPS))
     if not low <= frames <= high:
-        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; MotionLCM makes "
-                           f"{low / curves.MODEL_FPS:g} to {lim['max_timeline_seconds']:g} s ({low} to {high} "
-                           f"frames at 20 fps; above {lim['max_frames'] / curves.MODEL_FPS:g} s in segments).")
-    return frames
-
-
-def ar_frames(seconds: float, limits: dict[str, Any] | None = None) -> int:
-    """Duration -> model frames for the AR engine, which makes up to `max_ar_seconds` in one piece."""
-    lim = usable_limits(limits)
-    low, high = lim["min_frames"], int(round(lim["max_ar_seconds"] * curves.MODEL_FPS))
-    frames = int(round(seconds * curves.MODEL_FPS))
-    if not low <= frames <= high:
-        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; the AR engine makes "
-                           f"{low / curves.MODEL_FPS:g} to {lim['max_ar_seconds']:g} s ({low} to {high} frames).")
+        span = f"{low / curves.MODEL_FPS:g} to {longest:g} s ({low} to {high} frames"
+        how = f"the AR engine makes {span})" if ar else \
+            f"MotionLCM makes {span} at 20 fps; above {lim['max_frames'] / curves.MODEL_FPS:g} s in segments)"
+        raise RequestError(f"Duration {seconds:g} s gives {frames} model frames; {how}.")
     return frames
 
 
@@ -107,7 +100,7 @@ def _ar_request(settings: GenerationSettings, controls: list[dict[str, Any]], ti
     """The `engine: "ar"` fields; RequestError for what belongs to the MotionLCM engine only."""
     check_engine_inputs(AR_ENGINE, bool(controls), timeline is not None or continue_from is not None, lim)
     return {"type": "generate", "engine": AR_ENGINE, "prompt": validate_prompt(settings.prompt, lim),
-            "frames": ar_frames(settings.seconds, lim)}
+            "frames": model_frames(settings.seconds, lim, AR_ENGINE)}
 
 
 def timeline_segments(segments: list[tuple[str, float]], limits: dict[str, Any] | None = None) -> list[dict]:

@@ -125,9 +125,7 @@ def plan_generation(context: bpy.types.Context, character_only: bool = False,
         if settings.use_timeline else None
     if timeline is None:
         request_builder.validate_prompt(values.prompt, session.limits)
-        frames = request_builder.ar_frames(values.seconds, session.limits) \
-            if values.engine == request_builder.AR_ENGINE else request_builder.model_frames(values.seconds,
-                                                                                           session.limits)
+        frames = request_builder.model_frames(values.seconds, session.limits, values.engine)
     else:
         frames = sum(int(round(item["seconds"] * curves.MODEL_FPS)) for item in timeline)
     kind, obj = _target(context)

@@ -127,3 +127,17 @@ def addon():
     motionlcm_blender.register()
     yield
     motionlcm_blender.unregister()
+
+
+def fresh_scene(seconds: float, fps: int = 24):
+    """An empty Blender scene at `fps` with the panel set to generate "a person walks forward" for `seconds`
+    (seed 3, from frame 1) onto a new character: where the end-to-end tests start."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    settings = scene.motionlcm
+    settings.prompt, settings.seconds, settings.seed, settings.start_frame = "a person walks forward", seconds, 3, 1
+    settings.target = "NEW"
+    return scene

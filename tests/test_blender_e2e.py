@@ -18,7 +18,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from addon_synthetic import Event, addon, drive, operator_shell, skeleton_reply  # noqa: E402,F401 (addon: a fixture)
+from addon_synthetic import Event, addon, drive, fresh_scene, operator_shell, skeleton_reply  # noqa: E402,F401 (addon: a fixture)
 from backend_doubles import make_random_checkpoint  # noqa: E402
 from conftest import REPO  # noqa: E402
 from motionlcm_blender import character, client, session  # noqa: E402
@@ -44,13 +44,8 @@ def use_config(monkeypatch):
 
 @pytest.fixture
 def scene(addon, backend_config, use_config):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = fresh_scene(2.5, SCENE_FPS)
     use_config(backend_config)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = SCENE_FPS, 1.0
-    settings = scene.motionlcm
-    settings.prompt, settings.seconds, settings.seed, settings.start_frame = "a person walks forward", 2.5, 3, 1
-    settings.target = "NEW"
     return scene
 
 

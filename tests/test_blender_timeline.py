@@ -12,7 +12,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from addon_synthetic import addon, drive, operator_shell  # noqa: E402,F401 (addon: a fixture)
+from addon_synthetic import addon, drive, fresh_scene, operator_shell  # noqa: E402,F401 (addon: a fixture)
 from conftest import REPO  # noqa: E402
 from motionlcm_blender import client, session  # noqa: E402
 from motionlcm_blender.rig_mapping import JOINT_NAMES  # noqa: E402
@@ -26,14 +26,9 @@ def scene(addon, monkeypatch):
 
     if not (DEFAULT_CHECKPOINT / "config.json").is_file():
         pytest.skip("no shipped model")
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = fresh_scene(4.0, SCENE_FPS)
     config = {"python": sys.executable, "backend_root": str(REPO), "checkpoint": "", "device": "cpu"}
     monkeypatch.setattr(client, "read_backend_config", lambda: dict(config))
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = SCENE_FPS, 1.0
-    settings = scene.motionlcm
-    settings.prompt, settings.seconds, settings.seed, settings.start_frame = "a person walks forward", 4.0, 3, 1
-    settings.target = "NEW"
     return scene
 
 

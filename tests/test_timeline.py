@@ -11,6 +11,7 @@ from backend.generation import timeline as tl
 from backend.generation.controls import JointControl
 from backend.generation.pipeline import DEFAULT_CHECKPOINT, MotionLCMPipeline
 from backend.motion.skeleton import FPS, MAX_FRAMES
+from training.evaluation.metrics import frame_jumps
 
 # Five shots, 30 s (not training captions).
 SHOTS = [("a man strolls forward", 7), ("someone stops and bows politely", 5),
@@ -31,7 +32,7 @@ def segments(shots=SHOTS) -> list[tl.Segment]:
 
 def max_jumps(joints: np.ndarray, boundaries: list[int]) -> tuple[float, float]:
     """(largest per-frame joint jump in the steps into, across and out of the boundaries, largest elsewhere)."""
-    jumps = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
+    jumps = frame_jumps(joints)
     near = sorted({b + d for b in boundaries for d in (-2, -1, 0) if 0 <= b + d < len(jumps)})
     return float(jumps[near].max()), float(np.delete(jumps, near).max())
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
+from backend.ar_checkpoint import is_engine_folder, load_ar, save_ar
 from backend.checkpoints import (CONFIG_FILE, OFFICIAL_LICENCE, WEIGHTS_FILE, LoadedCheckpoint, file_sha256,
                                  load_checkpoint, load_official_checkpoint, save_checkpoint)
 from backend.errors import CheckpointError
@@ -39,59 +39,37 @@ def convert_official(src: str | Path, dst: str | Path, half: bool = False,
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
-                       tuning_penalty: float | None = None) -> Path:
-    """An official `.ckpt` or one of our folders -> our folder format, e.g. float16 for shipping. A folder keeps
-    its provenance, licence and sampling settings, and records which weights it was converted from.
-    tuning_penalty: the latent tuning correlation penalty to recommend with the model (default: a folder's own,
-    the official value for an official checkpoint)."""
+                       tuning_penalty: float | None = None, **ar_sampling: Any) -> Path:
+    """An official `.ckpt` or one of our folders (MotionLCM or AR engine) -> our folder format, e.g. float16 for
+    shipping. A folder keeps its provenance, licence and sampling settings, and records which weights it was
+    converted from. tuning_penalty: the latent tuning correlation penalty to recommend with a MotionLCM model
+    (default: a folder's own, the official value for an official checkpoint); ar_sampling (temperature, top_k,
+    guidance; None keeps the folder's): the sampling to recommend with an AR engine."""
     src = Path(src)
+    chosen = {k: v for k, v in ar_sampling.items() if v is not None}
+    ar = src.is_dir() and is_engine_folder(src)
+    if ar and tuning_penalty is not None:
+        raise CheckpointError("--tuning-penalty applies to MotionLCM checkpoints, not to AR engine folders")
+    if chosen and not ar:
+        raise CheckpointError(f"{', '.join(chosen)} apply to AR engine folders (motionlcm-train ar), not to {src}")
     if not src.is_dir():
         return convert_official(src, dst, half=half, tuning_penalty=tuning_penalty)
     if Path(dst).resolve() == src.resolve():
         raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
-    loaded = load_checkpoint(src)
+    loaded = load_ar(src) if ar else load_checkpoint(src)
     provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
                   "source_sha256": file_sha256(src / WEIGHTS_FILE)}
+    if ar:
+        return save_ar(dst, loaded.tokenizer, loaded.generator, loaded.mean, loaded.std,
+                       text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim,
+                       sampling=dataclasses.replace(loaded.sampling, **chosen), provenance=provenance,
+                       licence=loaded.licence, half=half)
     return _resave(loaded, dst, provenance, loaded.licence or None, half, tuning_penalty)
 
 
-def convert_ar(src: str | Path, dst: str | Path, half: bool = False, **sampling: Any) -> Path:
-    """An AR engine folder re-saved (e.g. float16 for shipping); `sampling` (temperature, top_k, guidance) given
-    as not-None replaces its recommended sampling settings."""
-    from backend.ar_checkpoint import load_ar, save_ar
-
-    src = Path(src)
-    if Path(dst).resolve() == src.resolve():
-        raise CheckpointError(f"--out {dst} is the source folder; write the converted checkpoint elsewhere")
-    loaded = load_ar(src)
-    chosen = dataclasses.replace(loaded.sampling, **{k: v for k, v in sampling.items() if v is not None})
-    provenance = {**loaded.provenance, "converted_from": loaded.checkpoint_id,
-                  "source_sha256": file_sha256(src / WEIGHTS_FILE)}
-    return save_ar(dst, loaded.tokenizer, loaded.generator, loaded.mean, loaded.std,
-                   text_encoder_id=loaded.text_encoder_id, text_dim=loaded.text_dim, sampling=chosen,
-                   provenance=provenance, licence=loaded.licence, half=half)
-
-
-def _is_ar_folder(path: Path) -> bool:
-    from backend.ar_checkpoint import ENGINE_FORMAT
-
-    try:
-        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == ENGINE_FORMAT
-    except (OSError, ValueError):
-        return False
-
-
 def _run_convert(args: argparse.Namespace) -> int:
-    sampling = {"temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance}
-    if Path(args.checkpoint).is_dir() and _is_ar_folder(Path(args.checkpoint)):
-        if args.tuning_penalty is not None:
-            raise CheckpointError("--tuning-penalty applies to MotionLCM checkpoints, not to AR engine folders")
-        out = convert_ar(args.checkpoint, args.out, half=args.half, **sampling)
-        print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
-        return 0
-    if any(v is not None for v in sampling.values()):
-        raise CheckpointError("--temperature, --top-k and --guidance apply to AR engine folders")
-    out = convert_checkpoint(args.checkpoint, args.out, half=args.half, tuning_penalty=args.tuning_penalty)
+    out = convert_checkpoint(args.checkpoint, args.out, half=args.half, tuning_penalty=args.tuning_penalty,
+                             temperature=args.temperature, top_k=args.top_k, guidance=args.guidance)
     print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE}")
     return 0
 

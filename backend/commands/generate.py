@@ -81,17 +81,23 @@ def run_generate(args: argparse.Namespace) -> int:
                            fit=not args.draft, control_scale=scale or 1.0, progress=progress)
     bar.close()
     report_fit(result.fit_reports, result.seeds)
+    _write_results(result, out, args, scale)
+    return 0
+
+
+def _write_results(result: Any, out: Path, args: argparse.Namespace, root_scale: float | None) -> None:
+    """Every motion of a GenerationResult to `out` (out_0, out_1, ... for several), then the JSON summary on
+    stderr: outputs, seeds, timings, settings and, with controls, each sample's report."""
     paths = _output_paths(out, len(result.motions))
     out.parent.mkdir(parents=True, exist_ok=True)
     for motion, path in zip(result.motions, paths):
-        _write(motion, path, args, scale)
+        _write(motion, path, args, root_scale)
     summary: dict[str, Any] = {"outputs": [str(p) for p in paths], "seeds": result.seeds,
                                "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
                                "settings": result.settings}
     if result.fit_reports:
         summary["controls"] = [r.to_dict() for r in result.fit_reports]
     print(json.dumps(summary), file=sys.stderr)
-    return 0
 
 
 def run_ar(args: argparse.Namespace, out: Path, frames: int) -> int:
@@ -111,13 +117,7 @@ def run_ar(args: argparse.Namespace, out: Path, frames: int) -> int:
                            temperature=args.temperature, top_k=args.top_k, guidance=args.guidance,
                            progress=progress)
     bar.close()
-    paths = _output_paths(out, len(result.motions))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for motion, path in zip(result.motions, paths):
-        _write(motion, path, args, None)
-    print(json.dumps({"outputs": [str(p) for p in paths], "seeds": result.seeds,
-                      "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
-                      "settings": result.settings}), file=sys.stderr)
+    _write_results(result, out, args, None)
     return 0
 
 

@@ -11,7 +11,6 @@ Joint controls are not part of this engine. Each sample has its own seed, as in 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -22,17 +21,15 @@ import torch
 
 from backend.ar_checkpoint import LoadedAR, load_ar
 from backend.errors import InvalidRequest
-from backend.generation.pipeline import GenerationResult, ProgressFn, resolve_device
+from backend.generation.pipeline import GenerationResult, ProgressFn, resolve_device, validate_batch
 from backend.generation.text_encoders import PromptCache, check_text_encoder, load_text_encoder
-from backend.limits import MAX_AR_SECONDS, MAX_PROMPT_CHARS, MAX_VARIATIONS
+from backend.limits import MAX_AR_FRAMES
 from backend.models import cpu_inference
 from backend.motion import rep272
 from backend.motion.rotations import matrix_to_quat, quat_continuous
-from backend.motion.skeleton import FPS, MIN_FRAMES
 from backend.retarget import default_skeleton
 from backend.retarget.kinematics import forward_kinematics
 
-MAX_AR_FRAMES = int(round(MAX_AR_SECONDS * FPS))
 PROGRESS_STEPS = 40  # progress reports per sample while its tokens are sampled (each may cancel)
 
 
@@ -62,22 +59,9 @@ class ARPipeline:
         check_text_encoder(encoder, checkpoint.text_encoder_id, checkpoint.text_dim, checkpoint.checkpoint_id)
         return cls(checkpoint, encoder, device)
 
-    def _threads(self) -> contextlib.AbstractContextManager:
-        return cpu_inference.narrow_threads() if self.device.type == "cpu" else contextlib.nullcontext()
-
     def _validate(self, prompts: Sequence[str], lengths: Sequence[int], variations: int, temperature: float,
                   top_k: int | None, guidance: float) -> None:
-        if not prompts or len(prompts) != len(lengths):
-            raise InvalidRequest("give one length per prompt, and at least one prompt")
-        for prompt in prompts:
-            if not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
-                raise InvalidRequest(f"a prompt must be 1..{MAX_PROMPT_CHARS} characters, got {len(prompt)}")
-        for frames in lengths:
-            if not MIN_FRAMES <= int(frames) <= MAX_AR_FRAMES:
-                raise InvalidRequest(f"the AR engine makes {MIN_FRAMES}..{MAX_AR_FRAMES} frames "
-                                     f"({MIN_FRAMES / FPS:g}..{MAX_AR_SECONDS:g} s at {FPS:g} fps), got {frames}")
-        if not 1 <= variations <= MAX_VARIATIONS:
-            raise InvalidRequest(f"variations must be 1..{MAX_VARIATIONS}, got {variations}")
+        validate_batch(prompts, lengths, variations, MAX_AR_FRAMES)
         if not (np.isfinite(temperature) and temperature > 0):
             raise InvalidRequest(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.generator.config.vocab:
@@ -125,7 +109,8 @@ class ARPipeline:
 
                 started = time.perf_counter()
                 generator = torch.Generator(device=self.device).manual_seed(sample_seed)
-                with self._threads():  # a token is one position's work: a second thread costs more than it gives
+                # A token is one position's work: a second thread costs more than it gives.
+                with cpu_inference.thread_policy(self.device.type == "cpu"):
                     tokens = self.generator.generate(text[i:i + 1], empty, max_tokens=count, min_tokens=count,
                                                      temperature=temperature, top_k=top_k, guidance=guidance,
                                                      generator=generator, progress=tokens_done)[0]

@@ -21,7 +21,7 @@ import torch
 from backend.checkpoints import LoadedCheckpoint, load_any
 from backend.generation.controls import JointControl, build_hint, scale_controls
 from backend.errors import CheckpointError, InvalidRequest
-from backend.limits import MAX_VARIATIONS
+from backend.limits import MAX_PROMPT_CHARS, MAX_VARIATIONS
 from backend.models import cpu_inference
 from backend.generation.latent_sampler import LatentSampler
 from backend.generation.latent_tuning import TuningSettings
@@ -70,6 +70,26 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def validate_batch(prompts: Sequence[str], lengths: Sequence[int], variations: int, longest: int) -> None:
+    """What every engine checks of a request: non-empty prompts of at most MAX_PROMPT_CHARS, one length per prompt in MIN_FRAMES..`longest`
+    model frames (the engine's trained range), and 1..MAX_VARIATIONS variations."""
+    if isinstance(prompts, str) or not prompts:
+        raise InvalidRequest("prompts must be a non-empty list of strings")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise InvalidRequest(f"prompt {p!r} is empty; describe the motion, e.g. 'a person walks forward'")
+        if len(p) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"a prompt has {len(p)} characters; at most {MAX_PROMPT_CHARS}")
+    if len(lengths) != len(prompts):
+        raise InvalidRequest(f"{len(lengths)} lengths for {len(prompts)} prompts")
+    for n in lengths:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_FRAMES <= n <= longest:
+            raise InvalidRequest(f"length {n!r} frames is outside the trained range {MIN_FRAMES}..{longest} "
+                                 f"frames ({MIN_FRAMES / FPS:g}..{longest / FPS:g} s at {FPS:g} fps)")
+    if isinstance(variations, bool) or not isinstance(variations, int) or not 1 <= variations <= MAX_VARIATIONS:
+        raise InvalidRequest(f"variations must be an integer in 1..{MAX_VARIATIONS}, got {variations!r}")
+
+
 class MotionLCMPipeline:
     def __init__(self, checkpoint: LoadedCheckpoint, text_encoder: Any, device: torch.device,
                  optimise_cpu: bool = True) -> None:
@@ -112,17 +132,7 @@ class MotionLCMPipeline:
 
     def _validate(self, prompts: Sequence[str], lengths: Sequence[int], controls: Any, steps: int,
                   guidance: float | None, variations: int) -> list[list[JointControl]]:
-        if isinstance(prompts, str) or not prompts:
-            raise InvalidRequest("prompts must be a non-empty list of strings")
-        for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise InvalidRequest(f"prompt {p!r} is empty; describe the motion, e.g. 'a person walks forward'")
-        if len(lengths) != len(prompts):
-            raise InvalidRequest(f"{len(lengths)} lengths for {len(prompts)} prompts")
-        for n in lengths:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_FRAMES <= n <= MAX_FRAMES:
-                raise InvalidRequest(f"length {n!r} frames is outside the trained range {MIN_FRAMES}..{MAX_FRAMES} "
-                                     f"frames ({MIN_FRAMES / FPS:g}..{MAX_FRAMES / FPS:g} s at {FPS:g} fps)")
+        validate_batch(prompts, lengths, variations, MAX_FRAMES)
         allowed = self.checkpoint.sampling.lcm_timesteps
         if self.is_lcm and steps not in allowed:
             raise InvalidRequest(f"steps must be one of {sorted(allowed)} for this LCM checkpoint, got {steps!r}")
@@ -130,8 +140,6 @@ class MotionLCMPipeline:
             raise InvalidRequest(f"steps must be an integer in 1..1000 for DDIM sampling, got {steps!r}")
         if guidance is not None and not (np.isfinite(guidance) and guidance >= 1.0):
             raise InvalidRequest(f"guidance must be a finite number >= 1, got {guidance!r}")
-        if isinstance(variations, bool) or not isinstance(variations, int) or not 1 <= variations <= MAX_VARIATIONS:
-            raise InvalidRequest(f"variations must be an integer in 1..{MAX_VARIATIONS}, got {variations!r}")
         if controls is None:
             return [[] for _ in prompts]
         if len(controls) != len(prompts):
@@ -233,7 +241,7 @@ class MotionLCMPipeline:
 
     def _threads(self) -> contextlib.AbstractContextManager:
         """The CPU thread policy for the network stages (not latent tuning, whose backward pass is all wide)."""
-        return cpu_inference.narrow_threads() if self.optimise_cpu else contextlib.nullcontext()
+        return cpu_inference.thread_policy(self.optimise_cpu)
 
     @staticmethod
     def _fit(joints: np.ndarray, feats: np.ndarray, controls: list[list[JointControl]], lengths: list[int],

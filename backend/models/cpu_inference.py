@@ -19,6 +19,7 @@ least `WIDE_ROWS` rows, which get all threads. On an idle 2-core machine one-ste
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import contextlib
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -46,6 +47,11 @@ def narrow_threads() -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
         _wide_threads = 0
+
+
+def thread_policy(enabled: bool) -> contextlib.AbstractContextManager:
+    """narrow_threads() where `enabled` (a pipeline on the CPU), else nothing."""
+    return narrow_threads() if enabled else contextlib.nullcontext()
 
 
 def run_wide(rows: int, fn: Callable[..., T], *args, **kwargs) -> T:

@@ -96,12 +96,10 @@ def from_272(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM_272:
         raise ValueError(f"from_272 needs (T, {FEATURE_DIM_272}) features, got {features.shape}")
     frames = len(features)
-    steps = rows_from_6d(features[:, 2:8])  # unturn(t) = step(t) @ unturn(t-1), heading about +Y
-    unturn = np.empty((frames, 3, 3))
-    unturn[0] = np.eye(3)
-    for t in range(1, frames):
-        unturn[t] = steps[t] @ unturn[t - 1]
-    turn = np.swapaxes(unturn, -1, -2)
+    # Each step is rot_y(-(yaw(t) - yaw(t-1))): the headings are the running sum of the steps' angles (a decoded
+    # step that is not a pure turn about +Y is read as its turn about +Y).
+    yaw = np.concatenate([[0.0], -np.cumsum(heading(rows_from_6d(features[1:, 2:8])))])
+    turn = rot_y(yaw)
     root_xz = np.zeros((frames, 3))
     if frames > 1:
         step = np.zeros((frames - 1, 3))

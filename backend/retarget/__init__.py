@@ -78,9 +78,8 @@ class Retargeted:
 
     def trimmed(self, first: int) -> "Retargeted":
         """The animation without its first `first` frames."""
-        return replace(self, root_translation=self.root_translation[first:],
-                                   local_quats=self.local_quats[first:],
-                                   contacts=None if self.contacts is None else self.contacts[first:])
+        return replace(self, root_translation=self.root_translation[first:], local_quats=self.local_quats[first:],
+                       contacts=None if self.contacts is None else self.contacts[first:])
 
     def fk(self) -> np.ndarray:
         """Global joint positions (T, 22, 3) by forward kinematics."""

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from backend.errors import InvalidRequest, MotionLCMError
-from backend.limits import (ENGINES, GUIDANCE, MAX_AR_SECONDS, MAX_PROMPT_CHARS, MAX_TARGET_FPS,
-                            MAX_TIMELINE_SECONDS, MAX_TUNING, MAX_VARIATIONS, STEPS)
+from backend.limits import (ENGINES, GUIDANCE, MAX_AR_FRAMES, MAX_PROMPT_CHARS, MAX_TARGET_FPS,
+                            MAX_TIMELINE_FRAMES, MAX_TUNING, MAX_VARIATIONS, STEPS)
 from backend.motion.skeleton import FPS, MAX_FRAMES, MIN_FRAMES
 
 PROTOCOL_VERSION = 1
@@ -183,12 +183,12 @@ def _prompt(value: Any) -> str:
     return value.strip()
 
 
-def _frames(value: Any) -> int:
-    longest = int(round(MAX_TIMELINE_SECONDS * FPS))
+def _frames(value: Any, longest: int = MAX_TIMELINE_FRAMES, engine: str = "") -> int:
     if not _is_int(value) or not MIN_FRAMES <= value <= longest:
-        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {longest} "
-                             f"({MIN_FRAMES / FPS:.1f} to {MAX_TIMELINE_SECONDS:g} s at {FPS:g} fps; above "
-                             f"{MAX_FRAMES} generated in segments), got {value!r}.")
+        segments = f"; above {MAX_FRAMES} generated in segments" if longest > MAX_FRAMES else ""
+        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {longest}{engine} "
+                             f"({MIN_FRAMES / FPS:.1f} to {longest / FPS:g} s at {FPS:g} fps{segments}), "
+                             f"got {value!r}.")
     return value
 
 
@@ -199,11 +199,7 @@ def _ar_request(message: dict[str, Any]) -> tuple[str, int, float | None, int | 
     if given:
         raise InvalidRequest(f"{', '.join(given)} belong to the MotionLCM engine; the AR engine takes a prompt and "
                              "frames only (trajectory controls are not part of it).")
-    longest = int(round(MAX_AR_SECONDS * FPS))
-    frames = message.get("frames")
-    if not _is_int(frames) or not MIN_FRAMES <= frames <= longest:
-        raise InvalidRequest(f"frames must be an integer between {MIN_FRAMES} and {longest} for the AR engine "
-                             f"({MIN_FRAMES / FPS:.1f} to {MAX_AR_SECONDS:g} s at {FPS:g} fps), got {frames!r}.")
+    frames = _frames(message.get("frames"), MAX_AR_FRAMES, " for the AR engine")
     temperature, top_k = message.get("temperature"), message.get("top_k")
     if temperature is not None and not (_is_number(temperature) and 0 < temperature <= 10):
         raise InvalidRequest(f"temperature must be a number above 0 and at most 10, or null, got {temperature!r}.")

@@ -7,6 +7,7 @@ and the positions stored are forward kinematics of them, so a frame's positions 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -36,3 +37,10 @@ def mean_std_272(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation over every frame of `clips` (std floored at STD_FLOOR)."""
     frames = np.concatenate([np.asarray(c, dtype=np.float64) for c in clips])
     return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), STD_FLOOR).astype(np.float32)
+
+
+def split_272(root: Path, split: str) -> list[str]:
+    """The clip names of a prepared dataset's split, after checking it was prepared in the 272-dim format."""
+    if not (root / "vector_272").is_dir():
+        raise ValueError(f"{root} has no vector_272/: prepare it with `motionlcm-data prepare --format both`")
+    return (root / f"{split}.txt").read_text(encoding="utf-8").split()

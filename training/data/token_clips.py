@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from backend.models.motion_tokenizer import MotionTokenizer
 from backend.motion.skeleton import FPS
 
+from .rep272_data import split_272
 from .text_format import read_caption_file
 
 MIN_TOKENS = 4  # a shorter clip (or caption window) teaches little but the end token
@@ -40,11 +41,9 @@ def tokenize_clip(tokenizer: MotionTokenizer, features: np.ndarray, mean: torch.
 
 class TokenClips(Dataset):
     def __init__(self, root: str | Path, split: str, tokenizer: MotionTokenizer, mean: torch.Tensor,
-                 std: torch.Tensor, *, max_tokens: int, crop: float = 0.0, seed: int = 0) -> None:
+                 std: torch.Tensor, *, crop: float = 0.0, seed: int = 0) -> None:
         self.root = Path(root)
-        if not (self.root / "vector_272").is_dir():
-            raise ValueError(f"{self.root} has no vector_272/: prepare it with `motionlcm-data prepare --format both`")
-        names = (self.root / f"{split}.txt").read_text(encoding="utf-8").split()
+        names = split_272(self.root, split)
         step = tokenizer.config.frames_per_token
         # (name, [token sequence per phase], [captions])
         self.items: list[tuple[str, list[list[int]], list[str]]] = []
@@ -59,7 +58,7 @@ class TokenClips(Dataset):
             for (start, end), captions in groups.items():
                 whole = start == 0.0 and end == 0.0
                 window = features if whole else features[int(start * FPS):int(end * FPS)]
-                phases = [tokenize_clip(tokenizer, window, mean, std, offset)[:max_tokens] for offset in range(step)]
+                phases = [tokenize_clip(tokenizer, window, mean, std, offset) for offset in range(step)]
                 phases = [p for p in phases if len(p) >= MIN_TOKENS]
                 if phases:
                     self.items.append((name if whole else f"{name}@{start}-{end}", phases, captions))

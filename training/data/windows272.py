@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .rep272_data import split_272
+
 
 class Windows272(Dataset):
     def __init__(self, root: str | Path, split: str, window: int = 64, seed: int = 0) -> None:
         self.root = Path(root)
-        if not (self.root / "vector_272").is_dir():
-            raise ValueError(f"{self.root} has no vector_272/: prepare it with `motionlcm-data prepare --format both`")
-        names = (self.root / f"{split}.txt").read_text(encoding="utf-8").split()
+        names = split_272(self.root, split)
         self.mean = np.load(self.root / "Mean_272.npy").astype(np.float32)
         self.std = np.load(self.root / "Std_272.npy").astype(np.float32)
         clips = {n: np.load(self.root / "vector_272" / f"{n}.npy").astype(np.float32) for n in names}

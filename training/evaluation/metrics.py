@@ -73,6 +73,11 @@ def mpjpe(joints: np.ndarray, reference: np.ndarray, align_root: bool = False) -
     return float(np.linalg.norm(joints - reference, axis=-1).mean())
 
 
+def frame_jumps(joints: np.ndarray) -> np.ndarray:
+    """(T - 1,) the largest joint displacement (metres) at each frame step of a (T, 22, 3) clip: what a pop is."""
+    return np.linalg.norm(np.diff(np.asarray(joints, np.float64), axis=0), axis=-1).max(axis=1)
+
+
 def horizontal_speed(joints: np.ndarray, fps: float, joint: int = 0) -> float:
     """Mean ground-plane speed (m/s) of one joint (default the pelvis) over a (T, 22, 3) Y-up clip."""
     steps = np.diff(np.asarray(joints, np.float64)[:, joint][:, [0, 2]], axis=0)

@@ -20,6 +20,8 @@ import numpy as np
 from backend.motion.humanml3d_skeleton import canonicalize, facing_forward
 from backend.motion.skeleton import CONTROL_JOINTS, FPS, JOINT_NAMES
 
+from . import metrics
+
 PELVIS, HEAD = CONTROL_JOINTS["pelvis"], CONTROL_JOINTS["head"]
 WRISTS = {"left": CONTROL_JOINTS["left_wrist"], "right": CONTROL_JOINTS["right_wrist"]}
 SHOULDERS = {"left": JOINT_NAMES.index("left_shoulder"), "right": JOINT_NAMES.index("right_shoulder")}
@@ -33,8 +35,7 @@ def _travel(joints: np.ndarray) -> np.ndarray:
 
 
 def _speed(joints: np.ndarray) -> float:
-    steps = np.diff(joints[:, PELVIS][:, [0, 2]], axis=0)
-    return float(np.linalg.norm(steps, axis=-1).mean() * FPS)
+    return metrics.horizontal_speed(joints, FPS, PELVIS)
 
 
 def _heading_change(joints: np.ndarray) -> float:

@@ -20,6 +20,8 @@ import torch
 from backend.motion import rep272
 from backend.motion.skeleton import JOINT_NAMES
 
+from ..data.rep272_data import split_272
+
 
 def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "test") -> dict:
     from backend.ar_checkpoint import load_tokenizer
@@ -27,7 +29,7 @@ def evaluate_tokenizer(checkpoint: str | Path, data: str | Path, split: str = "t
     model, mean, std = load_tokenizer(checkpoint)
     step = model.config.frames_per_token
     root = Path(data)
-    names = (root / f"{split}.txt").read_text(encoding="utf-8").split()
+    names = split_272(root, split)
     if not names:
         raise ValueError(f"split {split!r} of {root} is empty")
     position_errors, pose_errors, angle_errors = [], [], []

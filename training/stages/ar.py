@@ -56,11 +56,10 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
         raise ValueError(f"{tokenizer_path} is no tokenizer checkpoint: run `motionlcm-train tokenizer` first "
                          "or set tokenizer: PATH")
     tokenizer, mean, std = load_tokenizer(tokenizer_path)
-    # Positions the generator is trained on: the longest clip of the data (longer motions slide their context).
-    dataset = TokenClips(data, "train", tokenizer, mean, std, max_tokens=10**6, crop=float(cfg["data"]["crop"]),
-                         seed=seed)
+    dataset = TokenClips(data, "train", tokenizer, mean, std, crop=float(cfg["data"]["crop"]), seed=seed)
     text = TextEmbedder(cfg.get("text_encoder"), ctx.device)
     text([""] + dataset.captions())
+    # Positions the generator is trained on: the longest clip of the data (longer motions slide their context).
     model = MotionGPT(ARConfig(codebook_size=tokenizer.quantizer.codebook_size, text_dim=text.dim,
                                max_tokens=dataset.longest(), **cfg["model"]))
     settings = train_settings(cfg, len(dataset), ctx.world_size)
@@ -69,7 +68,7 @@ def main(data: str | Path, out: str | Path, *, preset: str = "default", override
     if ctx.is_main and result.steps == settings.steps:
         info_file = Path(data) / "dataset.json"
         info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
-        sampling = ARSampling(**{k: v for k, v in cfg["sampling"].items()})
+        sampling = ARSampling(**cfg["sampling"])
         save_ar(output_path(out, "ar"), tokenizer, model.eval(), mean, std, text_encoder_id=text.id,
                 text_dim=text.dim, sampling=sampling, licence=str(info.get("licence") or ""),
                 provenance={"trainer": "motionlcm-train", "stage": "ar", "preset": preset, "steps": result.steps,
